@@ -1,0 +1,232 @@
+"""recipe -> steps -> model folders: build a variant matrix, reusing what is already up to date.
+
+For each variant, in the recipe's order (every variant after the one it starts from):
+
+1. compute its fingerprint: the input folder's content digest, the fingerprint of the variant it starts
+   from, each step's parameters, the step's code version and tool versions (:mod:`compress.manifest`);
+2. if ``<out>/<variant>/manifest.json`` carries that fingerprint, reuse the folder ("up to date");
+3. else run its steps into a temp folder beside the target and rename it into place with its manifest as
+   the last file written (:func:`compress.models.atomic.atomic_folder`). A killed build leaves only a
+   ``<variant>.tmp-<pid>`` folder without a manifest, which no later run takes as built and the next
+   build deletes.
+
+The ``base`` variant (no steps) is a copy of the base model, hard-linked where the file system allows, so a
+matrix folder holds every variant the gate compares.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from compress import __version__, paths
+from compress.builders import BUILDERS, BuildContext
+from compress.errors import CompressError
+from compress.manifest import FORMAT, code_version, fingerprint, folder_digest, host, is_up_to_date, tool_versions
+from compress.models.atomic import MANIFEST, atomic_folder, folder_lock, read_manifest
+from compress.models.checks import check_model_folder
+from compress.prompts import load_training_prompts
+from compress.recipe import Recipe, Variant
+
+log = logging.getLogger(__name__)
+
+# Local base models a recipe can name: made on this machine from PyPI packages (python -m compress make-models).
+LOCAL_MODELS = {
+    "smollm2": "compress.models.smollm2:make_smollm2",
+    "tiny-exaone4": "compress.models.tiny_exaone4:make_tiny_exaone4",
+}
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    variant: str
+    path: Path
+    status: Literal["built", "up to date"]
+    seconds: float
+    fingerprint: str
+
+
+def resolve_base(base: str, *, trust_remote_code: bool = False) -> Path:
+    """A local model name (made if missing) or a model folder path, checked."""
+    if base in LOCAL_MODELS:
+        module, func = LOCAL_MODELS[base].split(":")
+        folder = Path(getattr(importlib.import_module(module), func)())
+    else:
+        folder = Path(base).expanduser()
+        if not folder.is_dir():
+            raise CompressError(
+                f"recipe base {base!r} is neither a local model ({', '.join(LOCAL_MODELS)}) nor a folder",
+                "set base to one of those names or to the path of a Hugging Face model folder",
+            )
+    check_model_folder(folder, trust_remote_code=trust_remote_code)
+    return folder
+
+
+def build_matrix(
+    recipe: Recipe,
+    *,
+    out_dir: Path | None = None,
+    variants: list[str] | None = None,
+    force: bool = False,
+    base_dir: Path | None = None,
+) -> list[BuildResult]:
+    """Build the recipe's variants (or ``variants`` and what they start from) into ``out_dir``.
+
+    ``force`` rebuilds the named variants (all, when none are named) even when up to date.
+    """
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir) if out_dir is not None else paths.matrix_dir(recipe.matrix)
+    order = recipe.select(variants)
+    forced = set(variants or order) if force else set()
+    base_dir = base_dir or resolve_base(recipe.base, trust_remote_code=recipe.trust_remote_code)
+    ctx = BuildContext(
+        base_dir=base_dir,
+        trust_remote_code=recipe.trust_remote_code,
+        cache_dir=paths.home() / "cache",
+        log=lambda line: tqdm.write(line),
+    )
+    data_digest = _training_data_digest()
+    base_digest = folder_digest(base_dir)
+    log.info(recipe.describe())
+    log.info("output: %s", out_dir)
+
+    results: list[BuildResult] = []
+    fingerprints: dict[str, str] = {}
+    bar = tqdm(order, desc=f"build {recipe.matrix}", unit="variant")
+    for name in bar:
+        bar.set_postfix_str(name)
+        variant = recipe.variants[name]
+        src = base_dir if variant.parent is None else out_dir / variant.parent
+        parts = fingerprint_parts(
+            variant,
+            input_digest=folder_digest(src),
+            parent_fingerprint=fingerprints.get(variant.parent or ""),
+            base_digest=base_digest,
+            data_digest=data_digest,
+        )
+        fp = fingerprint(parts)
+        fingerprints[name] = fp
+        dest = out_dir / name
+        started = time.perf_counter()
+        with folder_lock(dest):
+            if name not in forced and is_up_to_date(dest, fp):
+                results.append(BuildResult(name, dest, "up to date", time.perf_counter() - started, fp))
+                tqdm.write(f"{name}: up to date ({dest})")
+                continue
+            tqdm.write(f"{name}: building from {variant.parent or 'the base model'} ...")
+            _build_variant(recipe, variant, src, dest, ctx, parts=parts, fp=fp, base_dir=base_dir)
+        seconds = time.perf_counter() - started
+        results.append(BuildResult(name, dest, "built", seconds, fp))
+        tqdm.write(f"{name}: built in {seconds:.1f} s ({dest})")
+    return results
+
+
+def fingerprint_parts(
+    variant: Variant,
+    *,
+    input_digest: str,
+    parent_fingerprint: str | None,
+    base_digest: str,
+    data_digest: str,
+) -> dict:
+    """Everything that decides a variant's output. Equal parts: the existing folder is reused."""
+    steps = []
+    for step in variant.steps:
+        builder = BUILDERS[step.kind]
+        steps.append({**step.describe(), "code": code_version(builder.modules), "tools": tool_versions(builder.tools)})
+    return {
+        "format": FORMAT,
+        "input": {"digest": input_digest, "fingerprint": parent_fingerprint},
+        "steps": steps,
+        # Steps learn from the base (teacher) and its answers to the training prompts.
+        "teacher": base_digest if variant.steps else None,
+        "training_data": data_digest if variant.steps else None,
+    }
+
+
+def _build_variant(
+    recipe: Recipe, variant: Variant, src: Path, dest: Path, ctx: BuildContext, *, parts: dict, fp: str, base_dir: Path
+) -> None:
+    started = time.perf_counter()
+    info: dict = {
+        "format": FORMAT,
+        "matrix": recipe.matrix,
+        "variant": variant.name,
+        "recipe": recipe.source,
+        "profile": recipe.profile,
+        "base": {"name": recipe.base, "path": str(base_dir), "digest": parts["teacher"] or folder_digest(base_dir)},
+        "input": {"variant": variant.parent or "base model", "path": str(src), "digest": parts["input"]["digest"]},
+        "lineage": [{"variant": v.name, "steps": [s.describe() for s in v.steps]} for v in recipe.lineage(variant.name)],
+        "steps": [],
+        "tools": tool_versions(("torch", "transformers", "safetensors", "llmcompressor", "compressed-tensors")),
+        "compress_version": __version__,
+        "host": host(),
+        "fingerprint": fp,
+        "fingerprint_parts": parts,
+    }
+    with atomic_folder(dest, info=info) as tmp:
+        if not variant.steps:
+            info["materialised"] = _materialise(src, tmp)
+        current = src
+        try:
+            for i, step in enumerate(variant.steps):
+                last = i == len(variant.steps) - 1
+                # A variant of several steps passes through temp folders beside the target (cleaned like it).
+                target = tmp if last else dest.parent / f"{dest.name}.tmp-step{i}-{os.getpid()}"
+                target.mkdir(exist_ok=True)
+                step_started = time.perf_counter()
+                result = BUILDERS[step.kind].run(current, target, step.params, ctx)
+                info["steps"].append(
+                    {**step.describe(), "seconds": round(time.perf_counter() - step_started, 2), "result": result}
+                )
+                if current not in (src, tmp):
+                    shutil.rmtree(current, ignore_errors=True)
+                current = target
+        finally:
+            if current not in (src, tmp):
+                shutil.rmtree(current, ignore_errors=True)
+        info["seconds"] = round(time.perf_counter() - started, 2)
+        info["built_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _materialise(src: Path, out: Path) -> str:
+    """Copy the base model's files into ``out``, hard-linked when the file system allows."""
+    how = "hardlink"
+    for path in sorted(src.iterdir()):
+        if not path.is_file() or path.name == MANIFEST or path.name.endswith(".lock"):
+            continue
+        try:
+            os.link(path, out / path.name)
+        except OSError:
+            shutil.copy2(path, out / path.name)
+            how = "copy"
+    return how
+
+
+def _training_data_digest() -> str:
+    import hashlib
+    import json
+
+    texts = [p.text for p in load_training_prompts()]
+    return hashlib.sha256(json.dumps(texts).encode()).hexdigest()
+
+
+def summary(results: list[BuildResult]) -> str:
+    width = max((len(r.variant) for r in results), default=7)
+    lines = [f"{'variant':<{width}}  {'status':<10}  {'seconds':>8}  path"]
+    for r in results:
+        lines.append(f"{r.variant:<{width}}  {r.status:<10}  {r.seconds:8.1f}  {r.path}")
+    return "\n".join(lines)
+
+
+def built_manifest(folder: Path) -> dict | None:
+    """The manifest of a built variant folder (None when unfinished): for tests and reports."""
+    return read_manifest(folder)

@@ -1,0 +1,182 @@
+"""AWQ W4A16 through llm-compressor: 4-bit grouped weights, 16-bit activations, saved compressed for vLLM.
+
+As in llm-compressor's own recipes, ``AWQModifier`` only rescales (activation-aware smoothing, searched on
+calibration data) and the following ``QuantizationModifier`` quantizes. The mappings (which norm or
+projection is smoothed against which projections) come from llm-compressor's registry by architecture:
+it has its own EXAONE 4 entry (EXAONE 4 is post-norm, so only v_proj->o_proj and up_proj->down_proj).
+EXAONE 3.x (``ExaoneForCausalLM``, remote code) has none upstream, so :data:`EXAONE3_MAPPINGS` spells it
+out. Calibration data: the training prompts with the base's answers, rendered through the chat template
+and passed pre-tokenized as a local ``datasets.Dataset``. On hosts without an accelerator the upstream
+``pin_memory`` crash is worked around (:mod:`compress.builders.cpu_workaround`).
+
+Recipe::
+
+    [step.awq]
+    group_size = 128     # must divide every quantized layer's input width (SmolLM2's 576: use 64)
+    num_samples = 42     # calibration sequences
+    n_grid = 20          # AWQ's scale search grid: its cost grows linearly
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from compress.builders.common import (
+    BuildContext,
+    StepParams,
+    base_answers,
+    carry_side_files,
+    load_causal_lm,
+    load_tokenizer,
+    pick_device,
+)
+from compress.errors import CompressError
+from compress.models.checks import read_config
+
+# EXAONE 3.x modules (remote code): transformer.h.<i>.{ln_1, attn.attention.{q,k,v,out}_proj, ln_2,
+# mlp.{c_fc_0 (gate), c_fc_1 (up), c_proj (down)}}. Pre-norm like llama, so llama's four mappings apply.
+EXAONE3_MAPPINGS = (
+    ("re:.*ln_1$", ("re:.*attention.q_proj$", "re:.*attention.k_proj$", "re:.*attention.v_proj$")),
+    ("re:.*attention.v_proj$", ("re:.*attention.out_proj$",)),
+    ("re:.*ln_2$", ("re:.*mlp.c_fc_0$", "re:.*mlp.c_fc_1$")),
+    ("re:.*mlp.c_fc_1$", ("re:.*mlp.c_proj$",)),
+)
+
+
+class AwqParams(StepParams):
+    bits: Literal[4] = 4
+    group_size: int = Field(default=128, ge=1, description="weights per scale; must divide each layer's input width")
+    symmetric: bool = Field(default=False, description="False: asymmetric (zero points), as AWQ is usually run")
+    num_samples: int = Field(default=42, ge=1, description="calibration sequences (training prompts + answers)")
+    max_seq_length: int = Field(default=128, ge=8)
+    n_grid: int = Field(default=20, ge=1, description="points in AWQ's scale search")
+    duo_scaling: bool | Literal["both"] = True
+    ignore: tuple[str, ...] = ("lm_head",)
+    max_answer_tokens: int = Field(default=64, ge=1)
+    calibration_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        default="auto", description="auto: float32 on the CPU (fast and exact there), the input's dtype on CUDA"
+    )
+    pipeline: str | None = Field(default=None, description="llm-compressor calibration pipeline; None: its default")
+
+
+def name_for(parent: str, params: AwqParams) -> str:
+    return f"{parent}-llmc-awq"
+
+
+def mappings_for(architecture: str) -> tuple[list | None, str]:
+    """(mappings to pass, where they come from). None lets llm-compressor use its registry entry."""
+    from llmcompressor.modifiers.transform.awq import AWQ_MAPPING_REGISTRY, AWQMapping
+
+    if architecture == "ExaoneForCausalLM":
+        return [AWQMapping(s, list(b)) for s, b in EXAONE3_MAPPINGS], "compress.builders.awq.EXAONE3_MAPPINGS"
+    if architecture in AWQ_MAPPING_REGISTRY:
+        return None, f"llmcompressor AWQ_MAPPING_REGISTRY[{architecture!r}]"
+    raise CompressError(
+        f"AWQ has no mapping for architecture {architecture}",
+        "use a llama-like, EXAONE 4 or EXAONE 3.x model, or add a mapping in compress/builders/awq.py",
+    )
+
+
+def check_group_size(model: Any, group_size: int, ignore: tuple[str, ...]) -> None:
+    """llm-compressor refuses a group size that does not divide a layer's input width; say so up front."""
+    import torch
+
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) and name.split(".")[-1] not in ignore and name not in ignore:
+            if module.in_features % group_size:
+                divisors = [g for g in (128, 64, 32, 16) if module.in_features % g == 0]
+                raise CompressError(
+                    f"AWQ group_size {group_size} does not divide {name}'s input width {module.in_features}",
+                    f"set group_size in the recipe's [step.awq] to one of {divisors or [1]}",
+                )
+
+
+def scheme(params: AwqParams) -> dict:
+    """compressed-tensors config group for W4A16: 4-bit int weights in groups, activations untouched."""
+    return {
+        "group_0": {
+            "targets": ["Linear"],
+            "weights": {
+                "num_bits": params.bits,
+                "type": "int",
+                "symmetric": params.symmetric,
+                "strategy": "group",
+                "group_size": params.group_size,
+            },
+        }
+    }
+
+
+def run(src: Path, out: Path, params: AwqParams, ctx: BuildContext) -> dict[str, Any]:
+    import torch
+    from datasets import Dataset
+    from llmcompressor import oneshot
+    from llmcompressor.modifiers.quantization import QuantizationModifier
+    from llmcompressor.modifiers.transform.awq import AWQModifier
+
+    from compress.builders.cpu_workaround import cpu_only_pin_memory_fix
+
+    config = read_config(src)
+    if config.get("quantization_config"):
+        raise CompressError(f"{src} is already quantized", "apply awq to an unquantized variant (awq goes last)")
+    arch = (config.get("architectures") or ["?"])[0]
+    mappings, mapping_source = mappings_for(arch)
+    device = pick_device("auto")
+    input_dtype = str(config.get("dtype") or config.get("torch_dtype") or "float32").replace("torch.", "")
+    dtype = params.calibration_dtype
+    if dtype == "auto":
+        dtype = input_dtype if device == "cuda" else "float32"
+
+    samples = base_answers(ctx, max_new_tokens=params.max_answer_tokens)[: params.num_samples]
+    rows = [list(s.input_ids[: params.max_seq_length]) for s in samples]
+    dataset = Dataset.from_dict({"input_ids": rows, "attention_mask": [[1] * len(r) for r in rows]})
+
+    tokenizer = load_tokenizer(src, trust_remote_code=ctx.trust_remote_code)
+    model = load_causal_lm(src, dtype=dtype, device="cpu", trust_remote_code=ctx.trust_remote_code)
+    check_group_size(model, params.group_size, params.ignore)
+    recipe = [
+        AWQModifier(mappings=mappings, n_grid=params.n_grid, duo_scaling=params.duo_scaling),
+        QuantizationModifier(targets=["Linear"], ignore=list(params.ignore), config_groups=scheme(params)),
+    ]
+    started = time.perf_counter()
+    extra = {"pipeline": params.pipeline} if params.pipeline else {}
+    with cpu_only_pin_memory_fix() as patched:
+        oneshot(
+            model=model,
+            processor=tokenizer,
+            dataset=dataset,
+            recipe=recipe,
+            num_calibration_samples=len(rows),
+            max_seq_length=params.max_seq_length,
+            shuffle_calibration_samples=False,
+            trust_remote_code_model=ctx.trust_remote_code,
+            **extra,
+        )
+    seconds = time.perf_counter() - started
+    if dtype != input_dtype:
+        model.to(getattr(torch, input_dtype))
+    model.save_pretrained(out, save_compressed=True)
+    carry_side_files(src, out)
+    saved = read_config(out)
+    if not saved.get("quantization_config"):
+        raise CompressError(
+            "llm-compressor saved no quantization_config", "check the installed llmcompressor/compressed-tensors"
+        )
+    return {
+        "scheme": f"W{params.bits}A16 {'symmetric' if params.symmetric else 'asymmetric'} group {params.group_size}",
+        "mappings": mapping_source,
+        "calibration": {
+            "sequences": len(rows),
+            "tokens": sum(len(r) for r in rows),
+            "data": "training prompts with the base's answers, chat template, never the gate's prompts",
+            "dtype": dtype,
+        },
+        "cpu_pin_memory_workaround": patched,
+        "oneshot_seconds": round(seconds, 2),
+        "quant_method": saved["quantization_config"].get("quant_method"),
+        "format": saved["quantization_config"].get("format"),
+    }

@@ -1,0 +1,230 @@
+"""What several steps share: parameters' base class, the build context, side files, layers, training data.
+
+Training and calibration data are the project's *training* prompts (``load_training_prompts()``) with the
+base model's own greedy answers, or a user's text file. The gate's prompts are never used here: a variant
+trained on them would pass the gate by memorisation. The base's answers are generated once per base and
+kept in a cache, because distillation, importance scoring and AWQ calibration all read them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from compress.errors import CompressError
+
+log = logging.getLogger(__name__)
+
+# Files a step writes itself; everything else in a model folder (tokenizer, chat template, generation
+# config, remote code) is carried over byte for byte.
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
+NOT_CARRIED = {"config.json", "manifest.json", "model.safetensors.index.json", "recipe.yaml"}
+
+
+class StepParams(BaseModel):
+    """Base of every step's parameters: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass
+class BuildContext:
+    """What a step may need beyond its input folder."""
+
+    base_dir: Path
+    """The matrix's base model: the distillation teacher and the source of calibration answers."""
+    trust_remote_code: bool = False
+    """Only EXAONE 3.x folders need it (their modeling code lives in the folder); off unless asked for."""
+    cache_dir: Path | None = None
+    """Where the base's answers to the training prompts are kept (None: not kept)."""
+    log: Callable[[str], None] = print
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def carry_side_files(src: Path, dst: Path) -> list[str]:
+    """Copy tokenizer, chat template, generation config and other non-weight files that ``dst`` lacks."""
+    copied = []
+    for path in sorted(src.iterdir()):
+        if not path.is_file() or path.name in NOT_CARRIED or path.suffix in WEIGHT_SUFFIXES:
+            continue
+        if path.name.endswith(".lock") or (dst / path.name).exists():
+            continue
+        shutil.copy2(path, dst / path.name)
+        copied.append(path.name)
+    return copied
+
+
+def pick_device(requested: str = "auto") -> str:
+    """``auto``: CUDA when there is a GPU (real EXAONE models), else the CPU (the local models)."""
+    import torch
+
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise CompressError(f"device {requested!r} was asked for but no CUDA GPU is visible", 'use device = "auto"')
+    return requested
+
+
+def decoder_layers(model: Any) -> Any:
+    """The model's list of decoder layers (``model.layers`` for llama/EXAONE 4, ``transformer.h`` for 3.x)."""
+    for path in ("model.layers", "transformer.h", "model.decoder.layers"):
+        obj = model
+        for attr in path.split("."):
+            obj = getattr(obj, attr, None)
+            if obj is None:
+                break
+        if obj is not None:
+            return obj
+    raise CompressError(
+        f"cannot find the decoder layers of {type(model).__name__}",
+        "use a llama-like, EXAONE 4 or EXAONE 3.x model",
+    )
+
+
+def load_causal_lm(folder: Path, *, dtype: str, device: str, trust_remote_code: bool = False) -> Any:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(
+        folder, dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code, use_safetensors=True
+    )
+    return model.to(device)
+
+
+def load_tokenizer(folder: Path, *, trust_remote_code: bool = False) -> Any:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One training or calibration sequence. Tokens from ``loss_start`` on are the ones to learn."""
+
+    input_ids: tuple[int, ...]
+    loss_start: int
+
+
+def prompt_ids(tokenizer: Any, text: str) -> list[int]:
+    """A user turn rendered through the chat template, ending where the assistant's answer starts."""
+    ids = tokenizer.apply_chat_template(
+        [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=True, return_dict=False
+    )
+    if isinstance(ids, dict) or hasattr(ids, "keys"):
+        ids = ids["input_ids"]
+    return [int(i) for i in ids]
+
+
+def eos_ids(folder: Path, tokenizer: Any) -> set[int]:
+    """End-of-turn ids from generation_config.json (EXAONE: ``[|endofturn|]``), else the tokenizer's EOS."""
+    found: set[int] = set()
+    gen = folder / "generation_config.json"
+    if gen.is_file():
+        eos = json.loads(gen.read_text(encoding="utf-8")).get("eos_token_id")
+        found |= set(eos) if isinstance(eos, list) else ({eos} if eos is not None else set())
+    if not found and tokenizer.eos_token_id is not None:
+        found.add(int(tokenizer.eos_token_id))
+    return found
+
+
+def base_answers(
+    ctx: BuildContext, *, max_new_tokens: int, device: str = "auto", batch_size: int = 16
+) -> list[Sample]:
+    """The training prompts (chat template) with the base model's greedy float32 answers, as token ids.
+
+    The answers are the teacher's own: distilling on them asks the student to say what the base says.
+    Cached under ``ctx.cache_dir`` by the base's file hashes, the prompts and ``max_new_tokens``.
+    """
+    from compress.manifest import folder_digest
+    from compress.prompts import load_training_prompts
+
+    prompts = load_training_prompts()
+    key_src = {
+        "base": folder_digest(ctx.base_dir),
+        "prompts": [p.text for p in prompts],
+        "max_new_tokens": max_new_tokens,
+        "format": 1,
+    }
+    key = hashlib.sha256(json.dumps(key_src, sort_keys=True).encode()).hexdigest()[:24]
+    cache_file = ctx.cache_dir / f"answers-{key}.json" if ctx.cache_dir else None
+    if cache_file is not None and cache_file.is_file():
+        data = json.loads(cache_file.read_text(encoding="utf-8"))
+        return [Sample(tuple(s["input_ids"]), int(s["loss_start"])) for s in data["samples"]]
+
+    samples = _generate_answers(ctx, [p.text for p in prompts], max_new_tokens, device, batch_size)
+    if cache_file is not None:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_file.with_suffix(f".tmp-{os.getpid()}")
+        payload = {"key": key_src, "samples": [{"input_ids": s.input_ids, "loss_start": s.loss_start} for s in samples]}
+        tmp.write_text(json.dumps(payload), encoding="utf-8")
+        os.replace(tmp, cache_file)
+    return samples
+
+
+def _generate_answers(
+    ctx: BuildContext, prompts: list[str], max_new_tokens: int, device: str, batch_size: int
+) -> list[Sample]:
+    import torch
+    from tqdm import tqdm
+
+    device = pick_device(device)
+    tokenizer = load_tokenizer(ctx.base_dir, trust_remote_code=ctx.trust_remote_code)
+    model = load_causal_lm(ctx.base_dir, dtype="float32", device=device, trust_remote_code=ctx.trust_remote_code)
+    model.eval()
+    stops = eos_ids(ctx.base_dir, tokenizer)
+    pad = tokenizer.pad_token_id
+    samples: list[Sample] = []
+    encoded = [prompt_ids(tokenizer, p) for p in prompts]
+    for start in tqdm(range(0, len(encoded), batch_size), desc="base answers (training prompts)", unit="batch"):
+        chunk = encoded[start : start + batch_size]
+        width = max(len(c) for c in chunk)
+        ids = torch.tensor([[pad] * (width - len(c)) + c for c in chunk], device=device)
+        mask = torch.tensor([[0] * (width - len(c)) + [1] * len(c) for c in chunk], device=device)
+        with torch.inference_mode():
+            out = model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                do_sample=False,
+                temperature=None,
+                top_p=None,
+                top_k=None,
+                max_new_tokens=max_new_tokens,
+                pad_token_id=pad,
+                eos_token_id=sorted(stops) or None,
+            )
+        for row, prompt in zip(out[:, width:].tolist(), chunk, strict=True):
+            answer = []
+            for tok in row:
+                answer.append(tok)
+                if tok in stops:
+                    break
+            if answer and answer[-1] == pad and pad not in stops:
+                while answer and answer[-1] == pad:
+                    answer.pop()
+            samples.append(Sample(tuple(prompt + answer), len(prompt)))
+    del model
+    return samples
+
+
+def text_file_samples(path: Path, tokenizer: Any, *, max_tokens: int) -> list[Sample]:
+    """A plain text file cut into ``max_tokens`` chunks; every token after the first is learned."""
+    if not path.is_file():
+        raise CompressError(f"training text file {path} does not exist", "set text_file to an existing file")
+    ids = tokenizer(path.read_text(encoding="utf-8"), add_special_tokens=False)["input_ids"]
+    chunks = [ids[i : i + max_tokens] for i in range(0, len(ids), max_tokens)]
+    samples = [Sample(tuple(c), 1) for c in chunks if len(c) > 1]
+    if not samples:
+        raise CompressError(f"training text file {path} holds no text", "put some text in it")
+    return samples

@@ -1,0 +1,216 @@
+"""Logit distillation: the student (the input folder) learns to match the base's next-token distribution.
+
+Loss: forward KL(teacher || student) on temperature-softened distributions, times T², averaged over the
+*response* tokens only (the answer after the chat template's assistant header), computed in float32.
+Data: the project's training prompts (never the gate's) with the base's own greedy answers, or a text
+file. The teacher's log-probabilities are computed once before training (the teacher never changes), so
+each step costs one student forward and backward. AdamW, constant learning rate, gradient clipping.
+Runs on CUDA when there is a GPU, else on the CPU (the local models). The result is a normal folder.
+
+Recipe::
+
+    [step.distill]
+    steps = 60           # optimizer steps of batch_size sequences
+    batch_size = 8
+    lr = 5e-5
+    temperature = 1.0
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from compress.builders.common import (
+    BuildContext,
+    Sample,
+    StepParams,
+    base_answers,
+    carry_side_files,
+    load_causal_lm,
+    load_tokenizer,
+    pick_device,
+    text_file_samples,
+)
+from compress.errors import CompressError
+from compress.models.checks import read_config
+
+
+class DistillParams(StepParams):
+    steps: int = Field(default=60, ge=1, description="optimizer steps")
+    batch_size: int = Field(default=8, ge=1, description="sequences per step")
+    lr: float = Field(default=5e-5, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    temperature: float = Field(default=1.0, gt=0, description="softens both distributions; loss is scaled by T^2")
+    grad_clip: float = Field(default=1.0, gt=0)
+    max_answer_tokens: int = Field(default=64, ge=1, description="length of the base's answers to learn from")
+    text_file: str | None = Field(default=None, description="train on this text file instead of the answers")
+    text_chunk_tokens: int = Field(default=256, ge=2, description="sequence length for text_file")
+    seed: int = 0
+    device: str = "auto"
+    save_dtype: Literal["input", "float32", "bfloat16"] = Field(
+        default="input", description="dtype of the saved weights; input: the same as the student's folder"
+    )
+
+
+def name_for(parent: str, params: DistillParams) -> str:
+    return f"{parent}-distilled"
+
+
+def run(src: Path, out: Path, params: DistillParams, ctx: BuildContext) -> dict[str, Any]:
+    import torch
+
+    device = pick_device(params.device)
+    torch.manual_seed(params.seed)
+    tokenizer = load_tokenizer(src, trust_remote_code=ctx.trust_remote_code)
+    if params.text_file:
+        samples = text_file_samples(Path(params.text_file), tokenizer, max_tokens=params.text_chunk_tokens)
+        data = f"text file {params.text_file}"
+    else:
+        samples = base_answers(ctx, max_new_tokens=params.max_answer_tokens, device=params.device)
+        data = "training prompts with the base's greedy answers"
+    samples = [s for s in samples if len(s.input_ids) > s.loss_start]
+    if not samples:
+        raise CompressError("distillation has no response tokens to learn from", "check the training data")
+    pad_id = int(tokenizer.pad_token_id or 0)
+
+    started = time.perf_counter()
+    teacher = load_causal_lm(ctx.base_dir, dtype="float32", device=device, trust_remote_code=ctx.trust_remote_code)
+    targets = teacher_log_probs(teacher, samples, params, pad_id=pad_id, device=device)
+    del teacher
+    teacher_seconds = time.perf_counter() - started
+
+    student = load_causal_lm(src, dtype="float32", device=device, trust_remote_code=ctx.trust_remote_code)
+    before = evaluate(student, samples, targets, params, pad_id=pad_id, device=device)
+    ctx.log(f"distill: KD loss over all {len(samples)} sequences before training: {before:.4f}")
+    curve = train(student, samples, targets, params, pad_id=pad_id, device=device)
+    after = evaluate(student, samples, targets, params, pad_id=pad_id, device=device)
+    ctx.log(f"distill: KD loss after {params.steps} steps: {after:.4f} (was {before:.4f})")
+
+    save_dtype = _save_dtype(params.save_dtype, read_config(src))
+    student.to(getattr(torch, save_dtype))
+    student.config.use_cache = True
+    student.save_pretrained(out, safe_serialization=True)
+    carry_side_files(src, out)
+    return {
+        "teacher": str(ctx.base_dir),
+        "data": data,
+        "sequences": len(samples),
+        "response_tokens": sum(len(s.input_ids) - s.loss_start for s in samples),
+        "device": device,
+        "saved_dtype": save_dtype,
+        "kd_loss_before": round(before, 6),
+        "kd_loss_after": round(after, 6),
+        "loss_curve": [round(x, 6) for x in curve],
+        "teacher_seconds": round(teacher_seconds, 2),
+    }
+
+
+def _batch(samples: list[Sample], pad_id: int, device: str) -> tuple[Any, Any, Any, Any]:
+    """Right-padded ids and mask, and the (row, position) pairs whose logits predict a response token."""
+    import torch
+
+    width = max(len(s.input_ids) for s in samples)
+    ids = torch.tensor([list(s.input_ids) + [pad_id] * (width - len(s.input_ids)) for s in samples], device=device)
+    mask = torch.tensor([[1] * len(s.input_ids) + [0] * (width - len(s.input_ids)) for s in samples], device=device)
+    rows, cols = [], []
+    for r, s in enumerate(samples):
+        # logits at position p predict token p + 1: the response tokens loss_start..end-1
+        positions = range(s.loss_start - 1, len(s.input_ids) - 1)
+        rows.extend([r] * len(positions))
+        cols.extend(positions)
+    return ids, mask, torch.tensor(rows, device=device), torch.tensor(cols, device=device)
+
+
+def response_logits(model: Any, samples: list[Sample], pad_id: int, device: str) -> Any:
+    """float32 logits at the positions that predict response tokens, [tokens, vocab]: the lm_head runs
+    only there (the prompt's positions would be discarded anyway)."""
+    ids, mask, rows, cols = _batch(samples, pad_id, device)
+    hidden = model.base_model(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
+    return model.get_output_embeddings()(hidden[rows, cols]).float()
+
+
+def teacher_log_probs(teacher: Any, samples: list[Sample], params: DistillParams, *, pad_id: int, device: str):
+    """Per sequence, the teacher's log-softmax(logits / T) at its response positions (float32)."""
+    import torch
+    from tqdm import tqdm
+
+    teacher.eval()
+    out = []
+    with torch.inference_mode():
+        for start in tqdm(range(0, len(samples), params.batch_size), desc="distill: teacher targets", unit="batch"):
+            chunk = samples[start : start + params.batch_size]
+            logp = torch.log_softmax(response_logits(teacher, chunk, pad_id, device) / params.temperature, dim=-1)
+            sizes = [len(s.input_ids) - s.loss_start for s in chunk]
+            out.extend(t.clone() for t in torch.split(logp, sizes))
+    return out
+
+
+def kd_loss(student_logits: Any, teacher_logp: Any, temperature: float) -> Any:
+    """Forward KL(teacher || student), mean over tokens, scaled by T² (keeps gradients comparable across T)."""
+    import torch
+    import torch.nn.functional as F
+
+    student_logp = torch.log_softmax(student_logits.float() / temperature, dim=-1)
+    kl = F.kl_div(student_logp, teacher_logp, log_target=True, reduction="sum")
+    return kl / teacher_logp.shape[0] * temperature**2
+
+
+def evaluate(model: Any, samples: list[Sample], targets: list, params: DistillParams, *, pad_id: int, device: str):
+    """KD loss over every sequence (token-weighted), without gradients: the before/after measure."""
+    import torch
+
+    model.eval()
+    total, tokens = 0.0, 0
+    with torch.inference_mode():
+        for start in range(0, len(samples), params.batch_size):
+            chunk = samples[start : start + params.batch_size]
+            target = torch.cat(targets[start : start + params.batch_size])
+            loss = kd_loss(response_logits(model, chunk, pad_id, device), target, params.temperature)
+            total += float(loss) * target.shape[0]
+            tokens += target.shape[0]
+    return total / tokens
+
+
+def train(model: Any, samples: list[Sample], targets: list, params: DistillParams, *, pad_id: int, device: str):
+    """AdamW over shuffled batches (each epoch a new order, seeded). Returns the loss of every step."""
+    import torch
+    from tqdm import tqdm
+
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
+    rng = random.Random(params.seed)
+    order: list[int] = []
+    curve = []
+    bar = tqdm(range(params.steps), desc="distill", unit="step")
+    for _ in bar:
+        if len(order) < params.batch_size:
+            epoch = list(range(len(samples)))
+            rng.shuffle(epoch)
+            order.extend(epoch)
+        picked, order = order[: params.batch_size], order[params.batch_size :]
+        chunk = [samples[i] for i in picked]
+        target = torch.cat([targets[i] for i in picked])
+        loss = kd_loss(response_logits(model, chunk, pad_id, device), target, params.temperature)
+        if not math.isfinite(float(loss)):
+            raise CompressError(f"distillation loss became {float(loss)}", "lower lr in the recipe's [step.distill]")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), params.grad_clip)
+        optimizer.step()
+        curve.append(float(loss))
+        bar.set_postfix(loss=f"{float(loss):.4f}")
+    model.eval()
+    return curve
+
+
+def _save_dtype(requested: str, config: dict) -> str:
+    if requested != "input":
+        return requested
+    dtype = config.get("dtype") or config.get("torch_dtype") or "float32"
+    return str(dtype).replace("torch.", "")

@@ -1,0 +1,147 @@
+"""HF transformers engine: the reference, and the fallback for 4-bit folders on CPUs without vLLM's 4-bit kernel.
+
+``apply_chat_template`` + ``generate``, greedy, all prompts in one left-padded batch.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from typing import Self
+
+from compress.engines.base import BatchResult, Generation, SamplingConfig
+from compress.engines.versions import package_versions
+
+
+class HfEngine:
+    """One HF model, loaded once in ``__init__`` (timed), freed by ``close``."""
+
+    name = "hf"
+
+    def __init__(
+        self,
+        model_dir: str,
+        *,
+        dtype: str = "float32",
+        device: str | None = None,
+        trust_remote_code: bool = False,
+    ) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.model_dir = str(model_dir)
+        self.dtype = dtype
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        started = time.perf_counter()
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir, trust_remote_code=trust_remote_code)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = AutoModelForCausalLM.from_pretrained(
+            self.model_dir,
+            dtype=getattr(torch, dtype),
+            trust_remote_code=trust_remote_code,
+            use_safetensors=True,
+        ).to(self.device)
+        self.model.eval()
+        self.load_seconds = time.perf_counter() - started
+
+    def chat(self, prompts: list[str], sampling: SamplingConfig) -> BatchResult:
+        rendered = [
+            self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False
+            )
+            for p in prompts
+        ]
+        # The template already holds BOS/special tokens; adding them again would change the prompt.
+        return self._generate(prompts, rendered, sampling, add_special_tokens=False)
+
+    def complete(self, prompts: list[str], sampling: SamplingConfig) -> BatchResult:
+        return self._generate(prompts, prompts, sampling, add_special_tokens=True)
+
+    def _generate(
+        self, prompts: list[str], texts: list[str], sampling: SamplingConfig, *, add_special_tokens: bool
+    ) -> BatchResult:
+        import torch
+
+        batch = self.tokenizer(
+            texts, return_tensors="pt", padding=True, add_special_tokens=add_special_tokens
+        ).to(self.device)
+        kwargs: dict = {
+            "max_new_tokens": sampling.max_tokens,
+            "min_new_tokens": sampling.min_tokens,
+            "pad_token_id": self.tokenizer.pad_token_id,
+        }
+        if sampling.temperature > 0:
+            torch.manual_seed(sampling.seed)
+            kwargs.update(do_sample=True, temperature=sampling.temperature)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if sampling.ignore_eos:
+            kwargs["min_new_tokens"] = sampling.max_tokens
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        with torch.inference_mode():
+            out = self.model.generate(**batch, **kwargs)
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - started
+        prompt_len = batch["input_ids"].shape[1]
+        eos_ids = _eos_ids(self.model.generation_config, self.tokenizer)
+        generations = []
+        for i, prompt in enumerate(prompts):
+            new = out[i, prompt_len:].tolist()
+            n_out = _count_until_eos(new, eos_ids, self.tokenizer.pad_token_id)
+            text = self.tokenizer.decode(new[:n_out], skip_special_tokens=True)
+            finish = "stop" if n_out < len(new) or (new and new[-1] in eos_ids) else "length"
+            generations.append(
+                Generation(
+                    prompt=prompt,
+                    text=text,
+                    prompt_tokens=int(batch["attention_mask"][i].sum()),
+                    output_tokens=n_out,
+                    finish_reason=finish,
+                )
+            )
+        return BatchResult(generations=generations, seconds=seconds, metadata={"engine": self.name})
+
+    def describe(self) -> dict:
+        import torch
+
+        device = torch.cuda.get_device_name(0) if self.device.startswith("cuda") else "cpu"
+        return {"engine": self.name, "dtype": self.dtype, "device": device, **package_versions()}
+
+    def close(self) -> None:
+        import torch
+
+        self.model = None  # type: ignore[assignment]
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _eos_ids(generation_config: object, tokenizer: object) -> set[int]:
+    eos = getattr(generation_config, "eos_token_id", None)
+    if eos is None:
+        eos = getattr(tokenizer, "eos_token_id", None)
+    if eos is None:
+        return set()
+    return set(eos) if isinstance(eos, list) else {int(eos)}
+
+
+def _count_until_eos(tokens: list[int], eos_ids: set[int], pad_id: int | None) -> int:
+    """Output tokens up to and including the first EOS, as vLLM counts them; padding after it excluded."""
+    for i, tok in enumerate(tokens):
+        if tok in eos_ids:
+            return i + 1
+    n = len(tokens)
+    while n and pad_id is not None and tokens[n - 1] == pad_id and pad_id not in eos_ids:
+        n -= 1
+    return n

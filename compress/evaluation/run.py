@@ -1,0 +1,74 @@
+"""Run one model over the prompts: load once, warm up, time repeated batches, close. Failures become data."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from compress.engines import BatchResult, SamplingConfig, open_engine
+from compress.errors import CompressError
+from compress.evaluation.timing import Timing, measure
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelRun:
+    """What one model did: outputs, timings, engine, or why it failed."""
+
+    name: str
+    model_dir: str
+    status: str = "ok"
+    error: str | None = None
+    load_seconds: float | None = None
+    result: BatchResult | None = None
+    timing: Timing | None = None
+    engine: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def texts(self) -> list[str]:
+        return self.result.texts if self.result else []
+
+
+def run_model(
+    name: str,
+    model_dir: str | Path,
+    prompts: list[str],
+    sampling: SamplingConfig,
+    *,
+    engine: str = "auto",
+    dtype: str | None = None,
+    warmup: int = 1,
+    repeats: int = 3,
+    tensor_parallel_size: int = 1,
+    trust_remote_code: bool = False,
+    catch: bool = True,
+) -> ModelRun:
+    """Load ``model_dir`` once and measure it. With ``catch``, a model that fails to load or crashes is
+    returned as ``status="failed"`` with the error, so the caller can go on with the other models."""
+    run = ModelRun(name=name, model_dir=str(model_dir))
+    try:
+        with open_engine(
+            model_dir,
+            engine=engine,
+            dtype=dtype,
+            tensor_parallel_size=tensor_parallel_size,
+            trust_remote_code=trust_remote_code,
+        ) as eng:
+            run.load_seconds = eng.load_seconds
+            run.engine = eng.describe()
+            run.result, run.timing = measure(eng, prompts, sampling, warmup=warmup, repeats=repeats)
+    except Exception as exc:
+        if not catch:
+            raise
+        run.status = "failed"
+        run.error = str(exc) if isinstance(exc, CompressError) else f"{type(exc).__name__}: {exc}"
+        log.error("model %s failed: %s", name, run.error)
+        log.debug("%s", traceback.format_exc())
+    return run

@@ -1,0 +1,87 @@
+"""Which cases the gate has: parametrisation, readable ids, marks and order. pytest plumbing only.
+
+A gate test is marked ``@pytest.mark.gate(...)``; its parameters come from the options:
+
+* ``variant`` and ``prompt`` -> ``test_non_empty[compressed-l29-hello]`` (variant, then the prompt's id);
+* ``variant`` alone -> ``test_golden[compressed-l29]``.
+
+``gate(baseline=True)`` includes the baseline itself (its own answers can be empty or drift from its golden);
+comparisons with the baseline leave it out, since they cannot fail. ``gate(timed=True)`` marks the cases that
+need repeated timed batches. Every case carries ``xdist_group(<variant>)``, so under ``--dist loadgroup`` one
+variant lives on one worker and is loaded once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from compress.gate.options import GateSetup
+
+SETUP = pytest.StashKey[GateSetup]()
+MEASURE_SPEED = pytest.StashKey[bool]()
+SKIP_NO_GATE = "pass --models-dir to run the release gate (see README: the release gate)"
+CUDA_REASON = "needs a CUDA GPU"
+
+
+@dataclass(frozen=True)
+class SetupProblem:
+    """The parameter a gate case gets when the gate cannot run; the ``gate_session`` fixture reports it."""
+
+    message: str
+
+    def __str__(self) -> str:
+        return "gate-setup-error"
+
+
+def parametrize(metafunc: pytest.Metafunc) -> None:
+    """pytest_generate_tests for a gate test module."""
+    marker = metafunc.definition.get_closest_marker("gate")
+    if marker is None:
+        return
+    setup = metafunc.config.stash[SETUP]
+    names = [n for n in ("variant", "prompt") if n in metafunc.fixturenames]
+    if not names:
+        return
+    if setup.config is None:
+        blank = [None] * len(names)
+        metafunc.parametrize(
+            names, [pytest.param(*blank, id="no-models-dir", marks=pytest.mark.skip(reason=SKIP_NO_GATE))]
+        )
+        return
+    if setup.problem is not None:
+        problem = SetupProblem(setup.problem)
+        metafunc.parametrize(names, [pytest.param(*([problem] * len(names)), id=str(problem))])
+        return
+    cfg = setup.config
+    variants = cfg.all_variants if marker.kwargs.get("baseline", False) else cfg.variants
+    params = []
+    for variant in variants:
+        marks = [pytest.mark.xdist_group(variant)]
+        if "prompt" in names:
+            params += [pytest.param(variant, p, id=f"{variant}-{p.id}", marks=marks) for p in setup.prompts]
+        else:
+            params.append(pytest.param(variant, id=variant, marks=marks))
+    metafunc.parametrize(names, params)
+
+
+def variant_of_item(item: pytest.Item) -> str | None:
+    callspec = getattr(item, "callspec", None)
+    value = callspec.params.get("variant") if callspec is not None else None
+    return value if isinstance(value, str) else None
+
+
+def order_items(items: list[pytest.Item], variants: tuple[str, ...]) -> None:
+    """Gate cases grouped by variant (baseline first), other tests first and untouched, in place:
+    a variant's failures read together, and ``-x`` stops before loading the next model."""
+    rank = {v: i for i, v in enumerate(variants)}
+    others = [it for it in items if it.get_closest_marker("gate") is None]
+    gate = [it for it in items if it.get_closest_marker("gate") is not None]
+    gate.sort(key=lambda it: rank.get(variant_of_item(it) or "", -1))
+    items[:] = others + gate
+
+
+def needs_timing(item: pytest.Item) -> bool:
+    marker = item.get_closest_marker("gate")
+    return marker is not None and bool(marker.kwargs.get("timed")) and item.get_closest_marker("skip") is None

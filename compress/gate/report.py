@@ -1,0 +1,38 @@
+"""The gate run's report: the eval-compare report (JSON, markdown table, plot) of the variants that ran.
+
+The schema and writers are eval-compare's (compress.reports, compress.evaluation.compare.build_report), so a
+gate report and an eval-compare report read the same way; the pass/fail verdicts are in the JUnit XML.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from compress.evaluation.compare import build_report
+from compress.evaluation.run import ModelRun
+from compress.gate.options import GateSetup
+from compress.reports import write_compare_reports
+from compress.reports.json_report import Settings
+
+NOT_RUN = "not run in this gate session (no selected case needed it)"
+
+
+def write_gate_report(setup: GateSetup, runs: dict[str, ModelRun], *, warmup: int, repeats: int) -> Path:
+    """Write ``setup.config.report_file`` and its .md/.png companions; the baseline first, then the
+    candidates in gate order. A baseline that did not run is listed as failed with the reason."""
+    cfg = setup.config
+    assert cfg is not None
+    baseline = runs.get(cfg.baseline) or ModelRun(
+        name=cfg.baseline, model_dir=str(cfg.folder(cfg.baseline)), status="failed", error=NOT_RUN
+    )
+    candidates = [runs[v] for v in cfg.variants if v in runs]
+    settings = Settings(
+        engine=cfg.engine,
+        dtype=cfg.dtype,
+        warmup=warmup,
+        repeats=repeats,
+        tensor_parallel_size=cfg.tensor_parallel_size,
+    )
+    report = build_report(baseline, candidates, setup.prompts, cfg.sampling, settings)
+    cfg.report_file.parent.mkdir(parents=True, exist_ok=True)
+    return write_compare_reports(report, cfg.report_file)["json"]

@@ -1,0 +1,145 @@
+"""Golden files: what each variant answered, stored as readable JSON under ``golden/`` through syrupy.
+
+Layout: ``golden/<gate>/<variant>.<engine>-<dtype>.json``, e.g. ``golden/tiny-exaone4/compressed-l29.vllm-float32.json``.
+The engine and dtype are part of the name because they decide the text: float32 greedy answers matched across
+vLLM/HF and CPU/GPU here, bfloat16 ones did not, so a 4-bit variant run in bf16 on a GPU never shares a golden
+with its float32 run on the CPU. Timings are not stored (they are checked against floors instead); metrics are
+rounded so a diff shows answers, not float noise. Only ``--snapshot-update`` writes these files.
+
+Discovery is switched off: one models folder is gated per run, and ``golden/`` holds other gates' and other
+engines' files that this run must neither report as unused nor delete. Remove a retired variant's file by hand.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from syrupy.data import SnapshotCollections
+from syrupy.extensions.json import JSONSnapshotExtension
+
+from compress.errors import CompressError
+from compress.evaluation.run import ModelRun
+from compress.metrics import OutputComparison
+from compress.prompts import Prompt
+
+if TYPE_CHECKING:
+    from syrupy.location import PyTestLocation
+    from syrupy.types import SerializableData, SnapshotIndex
+
+DIGITS = 4
+"""Metrics are rounded to this many decimals in goldens."""
+
+
+class GoldenJSONExtension(JSONSnapshotExtension):
+    """Sorted keys, 2-space indent, UTF-8 (Korean stays readable), a final newline: reviewable diffs."""
+
+    golden_dir: ClassVar[Path] = Path("golden")
+    gate_name: ClassVar[str] = "gate"
+
+    @classmethod
+    def configure(cls, golden_dir: Path, gate_name: str) -> None:
+        """Point the extension at one gate's folder (called once per process, from pytest_configure)."""
+        cls.golden_dir = Path(golden_dir)
+        cls.gate_name = gate_name
+
+    @classmethod
+    def dirname(cls, *, test_location: PyTestLocation) -> str:
+        return str(cls.golden_dir / cls._sanitize_filename(cls.gate_name))
+
+    @classmethod
+    def get_file_basename(cls, *, test_location: PyTestLocation, index: SnapshotIndex) -> str:
+        variant = cls._sanitize_filename(variant_of(test_location))
+        return f"{variant}.{cls._sanitize_filename(index)}" if isinstance(index, str) else variant
+
+    @classmethod
+    def matches_test_location(cls, *, test_location: PyTestLocation, snapshot_location: str) -> bool:
+        return Path(snapshot_location).parent == Path(cls.dirname(test_location=test_location))
+
+    def discover_snapshots(
+        self, *, test_location: PyTestLocation, ignore_extensions: list[str] | None = None
+    ) -> SnapshotCollections:
+        return SnapshotCollections()
+
+    def matches(self, *, serialized_data: SerializableData, snapshot_data: SerializableData) -> bool:
+        """Equal as JSON (a re-indented file still matches); a file that is not JSON never matches."""
+        try:
+            return json.loads(str(serialized_data)) == json.loads(str(snapshot_data))
+        except ValueError:
+            return False
+
+
+def variant_of(test_location: PyTestLocation) -> str:
+    """The ``variant`` parameter of a gate case (``test_golden[compressed-l29]`` -> ``compressed-l29``)."""
+    callspec = getattr(test_location.item, "callspec", None)
+    if callspec is not None and "variant" in callspec.params:
+        return str(callspec.params["variant"])
+    name = str(test_location.nodename or "")
+    return name[name.find("[") + 1 : name.rfind("]")] if "[" in name else name
+
+
+def golden_key(run: ModelRun) -> str:
+    """``<engine>-<dtype>``: what decides the text besides the model (see the module docstring)."""
+    return f"{run.engine.get('engine', 'unknown')}-{run.engine.get('dtype', 'unknown')}"
+
+
+def golden_record(
+    *, gate: str, run: ModelRun, prompts: list[Prompt], baseline: str, comparison: OutputComparison | None
+) -> dict:
+    """What a golden file holds for one variant: answers per prompt id and rounded metrics, no timings."""
+    if run.result is None:
+        raise ValueError(f"{run.name} has no answers")
+    outputs: dict[str, dict] = {}
+    for i, (prompt, gen) in enumerate(zip(prompts, run.result.generations, strict=True)):
+        entry = {
+            "prompt": prompt.text,
+            "answer": gen.text,
+            "output_tokens": gen.output_tokens,
+            "finish_reason": gen.finish_reason,
+        }
+        if comparison is not None:
+            entry["similarity"] = round(comparison.similarities[i], DIGITS)
+        outputs[prompt.id] = entry
+    record: dict = {
+        "gate": gate,
+        "variant": run.name,
+        "engine": run.engine.get("engine"),
+        "dtype": run.engine.get("dtype"),
+        "outputs": outputs,
+    }
+    if comparison is not None:
+        record["compared_with"] = baseline
+        record["metrics"] = {
+            "avg_similarity": round(comparison.avg_similarity, DIGITS),
+            "exact_match": round(comparison.exact_match, DIGITS),
+            "non_empty_count": comparison.non_empty_count,
+            "non_empty_rate": round(comparison.non_empty_rate, DIGITS),
+        }
+    return record
+
+
+def golden_problem(path: Path, *, variant: str, key: str, updating: bool) -> str | None:
+    """A one-line reason the golden cannot be compared (missing, or not JSON), or None.
+
+    With ``--snapshot-update`` nothing is a problem: the file is (re)written.
+    """
+    if updating:
+        return None
+    if not path.is_file():
+        return str(
+            CompressError(
+                f"no golden file for {variant} ({key}) at {path}",
+                "run the gate with --snapshot-update, review the new file and commit it",
+            )
+        )
+    try:
+        json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        return str(
+            CompressError(
+                f"golden file {path} is not valid JSON ({exc})",
+                f"restore it (git checkout -- {path}) or rewrite it with --snapshot-update",
+            )
+        )
+    return None

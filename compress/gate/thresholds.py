@@ -1,0 +1,129 @@
+"""Per-variant release thresholds from a checked-in TOML file, validated at load (unknown keys fail at once).
+
+Resolution, later wins: the built-in defaults below, the file's ``[defaults]``, ``[gates.<gate>.defaults]``,
+then ``[gates.<gate>.variants.<variant>]``. ``<gate>`` is the gate's name (by default the models folder's
+name, e.g. ``tiny-exaone4``), so one file serves several variant matrices::
+
+    [defaults]
+    non_empty_rate = 1.0
+
+    [gates.smollm2.variants.compressed-l29]
+    avg_similarity = 0.40   # measured 0.46 on 2026-11-28
+    speedup = 0.90
+
+Every resolved value remembers the table it came from, so a failure can say where to change it.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from compress.errors import CompressError
+
+
+class Floors(BaseModel):
+    """The gate's limits for one variant. Fractions are 0-1; ``speedup`` is a ratio (1.0 = as fast)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    min_similarity: float = Field(0.0, ge=0.0, le=1.0)
+    """Each prompt's answer: rapidfuzz similarity to the baseline's answer, at least this."""
+    avg_similarity: float = Field(0.5, ge=0.0, le=1.0)
+    """Mean similarity over all prompts, at least this."""
+    exact_match: float = Field(0.0, ge=0.0, le=1.0)
+    """Fraction of prompts answered exactly as the baseline did, at least this."""
+    non_empty_rate: float = Field(1.0, ge=0.0, le=1.0)
+    """Fraction of prompts with a visible answer, at least this."""
+    speedup: float = Field(0.8, gt=0.0)
+    """Token-normalised generation speedup over the baseline (GPU runs only), at least this."""
+
+
+class _Overrides(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_similarity: float | None = Field(None, ge=0.0, le=1.0)
+    avg_similarity: float | None = Field(None, ge=0.0, le=1.0)
+    exact_match: float | None = Field(None, ge=0.0, le=1.0)
+    non_empty_rate: float | None = Field(None, ge=0.0, le=1.0)
+    speedup: float | None = Field(None, gt=0.0)
+
+
+class _GateSection(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    defaults: _Overrides = _Overrides()
+    variants: dict[str, _Overrides] = {}
+
+
+class _ThresholdsFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    defaults: _Overrides = _Overrides()
+    gates: dict[str, _GateSection] = {}
+
+
+FIELDS = tuple(Floors.model_fields)
+
+
+@dataclass(frozen=True)
+class VariantThresholds:
+    """Resolved floors for one variant, with the table each value came from (for failure messages)."""
+
+    floors: Floors
+    sources: dict[str, str]
+
+    def source(self, field: str) -> str:
+        return self.sources[field]
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """A parsed thresholds file."""
+
+    path: Path
+    _data: _ThresholdsFile
+
+    def for_variant(self, gate: str, variant: str) -> VariantThresholds:
+        values: dict[str, float] = {}
+        sources = {name: "built-in default" for name in FIELDS}
+        section = self._data.gates.get(gate, _GateSection())
+        layers = [
+            (self._data.defaults, "[defaults]"),
+            (section.defaults, f"[gates.{gate}.defaults]"),
+            (section.variants.get(variant, _Overrides()), f"[gates.{gate}.variants.{variant}]"),
+        ]
+        for overrides, table in layers:
+            for name, value in overrides.model_dump(exclude_none=True).items():
+                values[name] = value
+                sources[name] = f"{self.path.name} {table}"
+        return VariantThresholds(floors=Floors(**values), sources=sources)
+
+
+def load_thresholds(path: str | Path) -> Thresholds:
+    """Parse and validate; every problem in the file is reported in one message."""
+    file = Path(path)
+    if not file.is_file():
+        raise CompressError(
+            f"thresholds file {file} does not exist",
+            "pass an existing file to --gate-thresholds (the default is tests/gate/thresholds.toml)",
+        )
+    try:
+        raw = tomllib.loads(file.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise CompressError(f"thresholds file {file} is not valid TOML ({exc})", "fix the syntax") from None
+    try:
+        data = _ThresholdsFile.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors(include_url=False)
+        )
+        raise CompressError(
+            f"thresholds file {file} is invalid: {problems}",
+            f"use tables [defaults], [gates.<gate>.defaults], [gates.<gate>.variants.<variant>] with keys "
+            f"{', '.join(FIELDS)}",
+        ) from None
+    return Thresholds(path=file, _data=data)

@@ -1,0 +1,223 @@
+"""The JSON reports of ``verify`` and ``eval-compare``: their schema, and writing them whole or not at all.
+
+The schema is pydantic models with ``extra="forbid"``, so a report this code writes is a report it can read
+back (``CompareReport.model_validate_json``), and a misspelt field fails at once instead of reaching users.
+Field names from the old ``08_eval_compare.py`` report (``elapsed``, ``speedup``, ``avg_similarity``,
+``exact_match``, ``non_empty_count``, ``non_empty_rate``, ``outputs``) keep their names and meanings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import sys
+import tempfile
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from compress.errors import CompressError
+
+SCHEMA_VERSION = 1
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+
+class HostInfo(_Strict):
+    """The machine that measured: timings only compare within one host."""
+
+    hostname: str
+    platform: str
+    machine: str
+    python: str
+    cpu_count: int | None
+
+
+class SamplingInfo(_Strict):
+    temperature: float
+    min_tokens: int
+    max_tokens: int
+    seed: int
+    ignore_eos: bool
+
+
+class EngineInfo(_Strict):
+    """What generated the text: timings from different engines, devices or dtypes are not comparable."""
+
+    engine: str | None = None
+    dtype: str | None = None
+    device: str | None = None
+    versions: dict[str, str] = {}
+
+
+class TimingInfo(_Strict):
+    """Wall time of ``repeats`` timed batches after ``warmup`` untimed ones (load time excluded)."""
+
+    runs: list[float]
+    median: float
+    best: float
+    spread: float
+    """(max - min) / median of ``runs``."""
+    warmup: int
+    repeats: int
+    output_tokens: int
+    tokens_per_second: float
+
+
+class PromptInfo(_Strict):
+    id: str
+    text: str
+    lang: str
+
+
+class OutputRecord(_Strict):
+    """One prompt's answer, compared with the baseline's answer to it (None when the baseline failed)."""
+
+    id: str
+    prompt: str
+    output: str
+    similarity: float | None
+    exact: bool | None
+    non_empty: bool
+    output_tokens: int
+    prompt_tokens: int
+    finish_reason: str | None
+
+
+class ModelReport(_Strict):
+    """One model of an eval-compare run. Figures are None when the model (or, for comparisons, the baseline)
+    failed. ``speedup`` is baseline elapsed / this model's elapsed; ``token_speedup`` the ratio of output
+    tokens per second; ``comparable`` is False when this model ran on another engine, device or dtype than
+    the baseline, so its speedups are not a compression speedup."""
+
+    name: str
+    model_dir: str
+    role: Literal["baseline", "candidate"]
+    status: Literal["ok", "failed"]
+    error: str | None = None
+    load_seconds: float | None = None
+    elapsed: float | None = None
+    speedup: float | None = None
+    token_speedup: float | None = None
+    comparable: bool | None = None
+    avg_similarity: float | None = None
+    exact_match: float | None = None
+    non_empty_count: int | None = None
+    non_empty_rate: float | None = None
+    output_tokens: int | None = None
+    tokens_per_second: float | None = None
+    deterministic: bool | None = None
+    timing: TimingInfo | None = None
+    engine: EngineInfo = Field(default_factory=EngineInfo)
+    outputs: list[OutputRecord] = []
+
+
+class Settings(_Strict):
+    """What the user asked for (``engine="auto"`` may pick a different engine per model: see each model)."""
+
+    engine: str
+    dtype: str | None
+    warmup: int
+    repeats: int
+    tensor_parallel_size: int
+
+
+class CompareReport(_Strict):
+    kind: Literal["eval-compare"] = "eval-compare"
+    schema_version: int = SCHEMA_VERSION
+    created: str
+    baseline: str
+    prompts: list[PromptInfo]
+    sampling: SamplingInfo
+    settings: Settings
+    host: HostInfo
+    models: dict[str, ModelReport]
+    """Keyed by model name; the baseline first, then the candidates in the order they ran."""
+
+
+class VerifyReport(_Strict):
+    """One prompt through one model's chat template. ``status`` is ``empty`` when the answer has no visible
+    character (the command then exits 1), ``failed`` when the model did not load or crashed."""
+
+    kind: Literal["verify"] = "verify"
+    schema_version: int = SCHEMA_VERSION
+    created: str
+    status: Literal["ok", "empty", "failed"]
+    error: str | None = None
+    model_dir: str
+    prompt: str
+    output: str | None = None
+    prompt_tokens: int | None = None
+    output_tokens: int | None = None
+    finish_reason: str | None = None
+    load_seconds: float | None = None
+    generation_seconds: float | None = None
+    tokens_per_second: float | None = None
+    timing: TimingInfo | None = None
+    sampling: SamplingInfo
+    engine: EngineInfo = Field(default_factory=EngineInfo)
+    host: HostInfo
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def host_info() -> HostInfo:
+    return HostInfo(
+        hostname=platform.node(),
+        platform=platform.platform(),
+        machine=platform.machine(),
+        python=sys.version.split()[0],
+        cpu_count=os.cpu_count(),
+    )
+
+
+def check_report_path(path: str | Path) -> Path:
+    """Fail before any model loads when the report cannot be written where the user asked."""
+    file = Path(path)
+    if file.is_dir():
+        raise CompressError(f"report file {file} is a folder", "pass a file path such as reports/run.json")
+    folder = file.parent
+    if not folder.is_dir():
+        raise CompressError(
+            f"report folder {folder} does not exist",
+            f"create it first (mkdir -p {folder}) or pass --report-file inside an existing folder",
+        )
+    if not os.access(folder, os.W_OK):
+        raise CompressError(
+            f"report folder {folder} is not writable", "pass --report-file in a writable folder"
+        )
+    return file
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | Path, mode: str = "w") -> Iterator[IO]:
+    """Write into a temp file beside ``path`` and rename it into place: readers see the old file or the
+    whole new one, never half of it; on an exception the temp file is deleted and ``path`` is untouched."""
+    target = check_report_path(path)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(report: BaseModel, path: str | Path) -> Path:
+    """Write a report as indented JSON (atomically)."""
+    with atomic_file(path) as handle:
+        handle.write(report.model_dump_json(indent=2) + "\n")
+    return Path(path)

@@ -1,0 +1,64 @@
+"""The trade-off picture users pick a variant by: speedup against similarity to the baseline, one point each.
+
+Filled points ran like the baseline (same engine, device, dtype); hollow ones did not, so their height is not
+a compression speedup. Failed models have no point and are listed under the plot.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from compress.reports.json_report import CompareReport, atomic_file
+
+
+def plot_tradeoff(report: CompareReport, path: str | Path, *, metric: str = "speedup") -> Path:
+    """Save a PNG of ``metric`` (``speedup`` or ``token_speedup``) against ``avg_similarity``."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display here or on CI runners; must precede pyplot's import
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
+    try:
+        missing = []
+        for model in report.models.values():
+            y = getattr(model, metric)
+            x = model.avg_similarity
+            if x is None or y is None:
+                missing.append(f"{model.name} ({model.status})")
+                continue
+            comparable = model.comparable is not False
+            color = "tab:red" if model.role == "baseline" else "tab:blue"
+            ax.scatter(
+                [x],
+                [y],
+                s=60,
+                marker="s" if model.role == "baseline" else "o",
+                facecolors=color if comparable else "none",
+                edgecolors=color,
+                linewidths=1.5,
+                zorder=3,
+            )
+            label = model.name if comparable else f"{model.name} (n/c: {model.engine.engine})"
+            ax.annotate(label, (x, y), textcoords="offset points", xytext=(6, 5), fontsize=8)
+        ax.axhline(1.0, color="grey", linestyle="--", linewidth=0.8)
+        ax.set_xlabel(f"avg similarity to {report.baseline} (rapidfuzz, 0-1)")
+        ax.set_ylabel(f"{metric.replace('_', ' ')} vs {report.baseline} (x)")
+        ax.set_xlim(-0.02, 1.08)
+        ax.set_ylim(bottom=0)
+        ax.grid(True, alpha=0.3)
+        ax.set_title(
+            f"eval-compare: {len(report.models) - 1} candidate(s) vs {report.baseline}, "
+            f"{len(report.prompts)} prompts",
+            fontsize=10,
+        )
+        footer = "hollow = other engine/device/dtype than the baseline (not comparable)"
+        if missing:
+            footer += "\nnot plotted: " + ", ".join(missing)
+        fig.text(0.01, 0.01, footer, fontsize=7, va="bottom")
+        fig.tight_layout(rect=(0, 0.06, 1, 1))
+        with atomic_file(path, "wb") as handle:
+            fig.savefig(handle, format="png")
+    finally:
+        plt.close(fig)
+    return Path(path)

@@ -1,0 +1,114 @@
+"""The eval-compare report as a markdown table: one row per model, then notes for what a row cannot say.
+
+Speedups of a model that ran on another engine, device or dtype than the baseline are marked ``n/c`` (not
+comparable): HF against vLLM timing says nothing about compression.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from compress.reports.json_report import CompareReport, ModelReport, atomic_file
+
+COLUMNS = (
+    "model",
+    "status",
+    "engine",
+    "load s",
+    "elapsed s",
+    "tok/s",
+    "speedup",
+    "token speedup",
+    "avg similarity",
+    "exact match",
+    "non-empty",
+)
+NOT_COMPARABLE = "n/c"
+DASH = "–"
+
+
+def _num(value: float | None, digits: int = 2) -> str:
+    return DASH if value is None else f"{value:.{digits}f}"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _engine(model: ModelReport) -> str:
+    e = model.engine
+    return "/".join(x for x in (e.engine, e.dtype) if x) or DASH
+
+
+def _speedup(model: ModelReport, value: float | None) -> str:
+    if value is None:
+        return DASH
+    return f"{value:.2f} {NOT_COMPARABLE}" if model.comparable is False else f"{value:.2f}"
+
+
+def _row(model: ModelReport, n_prompts: int) -> list[str]:
+    elapsed = DASH
+    if model.elapsed is not None and model.timing is not None:
+        elapsed = f"{model.elapsed:.2f} ±{model.timing.spread * 100:.0f}%"
+    non_empty = DASH if model.non_empty_count is None else f"{model.non_empty_count}/{n_prompts}"
+    name = f"{model.name} (baseline)" if model.role == "baseline" else model.name
+    return [
+        name,
+        model.status,
+        _engine(model),
+        _num(model.load_seconds, 1),
+        elapsed,
+        _num(model.tokens_per_second, 1),
+        _speedup(model, model.speedup),
+        _speedup(model, model.token_speedup),
+        _num(model.avg_similarity, 3),
+        _num(model.exact_match, 2),
+        non_empty,
+    ]
+
+
+def notes(report: CompareReport) -> list[str]:
+    """Lines under the table: how it was measured, and each caveat a row carries."""
+    base = report.models[report.baseline]
+    s, t = report.sampling, report.settings
+    devices = sorted({m.engine.device for m in report.models.values() if m.engine.device})
+    lines = [
+        f"{len(report.prompts)} prompts, chat template, temperature {s.temperature}, "
+        f"min_tokens {s.min_tokens}, max_tokens {s.max_tokens}; elapsed = median generation time of "
+        f"{t.repeats} timed batches after {t.warmup} warm-up (load time excluded), ± (max-min)/median; "
+        f"speedups against {report.baseline} ({_engine(base)}); device {', '.join(devices) or DASH}; "
+        f"host {report.host.hostname}.",
+    ]
+    for m in report.models.values():
+        if m.comparable is False:
+            lines.append(
+                f"{NOT_COMPARABLE}: {m.name} ran on {_engine(m)} ({m.engine.device}), the baseline on "
+                f"{_engine(base)} ({base.engine.device}): its timing is not a compression speedup."
+            )
+        if m.status == "failed":
+            lines.append(f"failed: {m.name}: {m.error}")
+        elif m.non_empty_count is not None and m.non_empty_count < len(report.prompts):
+            empty = [o.id for o in m.outputs if not o.non_empty]
+            lines.append(f"empty output: {m.name} on {len(empty)} prompt(s): {', '.join(empty)}")
+        if m.deterministic is False:
+            lines.append(f"not deterministic: {m.name} gave different greedy texts across repeats.")
+    if base.status == "failed":
+        lines.append(f"the baseline {base.name} failed, so no model was compared with it.")
+    return lines
+
+
+def markdown_table(report: CompareReport) -> str:
+    """The table and its notes, as markdown text ending in a newline."""
+    n = len(report.prompts)
+    rows = [list(COLUMNS), ["---"] * len(COLUMNS)]
+    rows += [_row(m, n) for m in report.models.values()]
+    table = "\n".join("| " + " | ".join(_cell(c) for c in row) + " |" for row in rows)
+    return table + "\n\n" + "\n".join(f"- {_cell(line)}" for line in notes(report)) + "\n"
+
+
+def write_markdown(report: CompareReport, path: str | Path) -> Path:
+    with atomic_file(path) as handle:
+        handle.write(f"# eval-compare: {report.baseline} vs {len(report.models) - 1} candidate(s)\n\n")
+        handle.write(f"Created {report.created}.\n\n")
+        handle.write(markdown_table(report))
+    return Path(path)
