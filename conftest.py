@@ -6,13 +6,22 @@ this file). Without ``--models-dir`` the gate's cases are skipped and nothing he
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
 
 import pytest
+from syrupy.assertion import SnapshotAssertion
 
 from compress.gate import cases
 from compress.gate.options import DTYPES, ENGINES, junit_file_for, resolve_gate
-from compress.gate.session import GateSession, pin_worker_gpus, run_from_dict, run_to_dict
+from compress.gate.session import (
+    GateSession,
+    pin_worker_gpus,
+    run_from_dict,
+    run_to_dict,
+    share_cpu_threads,
+)
 from compress.gate.snapshot import GoldenJSONExtension
 
 MARKERS = (
@@ -28,38 +37,114 @@ SUMMARY = pytest.StashKey[tuple]()
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("release gate", "release gate: variants of a model against its baseline")
     add = group.addoption
-    add("--models-dir", dest="gate_models_dir", default=None, metavar="DIR",
+    add(
+        "--models-dir",
+        dest="gate_models_dir",
+        default=None,
+        metavar="DIR",
         help="folder holding one folder per variant (e.g. $EXAONE_COMPRESSION_HOME/models/tiny-exaone4); "
-        "without it the release gate is skipped")
-    add("--baseline", dest="gate_baseline", default="base", metavar="NAME",
-        help="the variant the others are compared with (default: base)")
-    add("--variants", dest="gate_variants", default=None, metavar="A,B",
-        help="comma list of variants to gate (default: every folder in --models-dir but the baseline)")
-    add("--gate-engine", dest="gate_engine", choices=ENGINES, default="auto",
-        help="auto: vLLM, except 4-bit folders without CUDA, which go to HF (default: auto)")
-    add("--gate-dtype", dest="gate_dtype", choices=DTYPES, default=None,
-        help="activation dtype (default: float32; bfloat16 for 4-bit folders in vLLM)")
-    add("--tensor-parallel-size", dest="gate_tensor_parallel_size", type=int, default=1, metavar="N",
-        help="GPUs per model for vLLM (default: 1); under xdist each worker gets N GPUs")
-    add("--gate-trust-remote-code", dest="gate_trust_remote_code", action="store_true",
-        help="allow Python code from model folders (EXAONE 3.x); off by default")
-    add("--gate-thresholds", dest="gate_thresholds", default=None, metavar="TOML",
-        help="per-variant floors (default: tests/gate/thresholds.toml)")
-    add("--gate-report", dest="gate_report", default=None, metavar="JSON",
+        "without it the release gate is skipped",
+    )
+    add(
+        "--baseline",
+        dest="gate_baseline",
+        default="base",
+        metavar="NAME",
+        help="the variant the others are compared with (default: base)",
+    )
+    add(
+        "--variants",
+        dest="gate_variants",
+        default=None,
+        metavar="A,B",
+        help="comma list of variants to gate (default: every folder in --models-dir but the baseline)",
+    )
+    add(
+        "--gate-engine",
+        dest="gate_engine",
+        choices=ENGINES,
+        default="auto",
+        help="auto: vLLM, except 4-bit folders without CUDA, which go to HF (default: auto)",
+    )
+    add(
+        "--gate-dtype",
+        dest="gate_dtype",
+        choices=DTYPES,
+        default=None,
+        help="activation dtype (default: float32; bfloat16 for 4-bit folders in vLLM)",
+    )
+    add(
+        "--tensor-parallel-size",
+        dest="gate_tensor_parallel_size",
+        type=int,
+        default=1,
+        metavar="N",
+        help="GPUs per model for vLLM (default: 1); under xdist each worker gets N GPUs",
+    )
+    add(
+        "--gate-trust-remote-code",
+        dest="gate_trust_remote_code",
+        action="store_true",
+        help="allow Python code from model folders (EXAONE 3.x); off by default",
+    )
+    add(
+        "--gate-thresholds",
+        dest="gate_thresholds",
+        default=None,
+        metavar="TOML",
+        help="per-variant floors (default: tests/gate/thresholds.toml)",
+    )
+    add(
+        "--gate-report",
+        dest="gate_report",
+        default=None,
+        metavar="JSON",
         help="eval-compare style report of the run (default: reports/gate/<gate name>.json); without "
-        "--junitxml a JUnit XML goes beside it as <name>-junit.xml")
-    add("--gate-name", dest="gate_name", default=None, metavar="NAME",
-        help="golden namespace and report name (default: the --models-dir folder's name)")
-    add("--golden-dir", dest="gate_golden_dir", default=None, metavar="DIR",
-        help="where golden files live (default: golden/); change them only with --snapshot-update")
-    add("--prompts-file", dest="gate_prompts_file", default=None, metavar="FILE",
-        help="prompts (TOML, JSON or text; default: the fixed gate prompts)")
-    add("--gate-repeats", dest="gate_repeats", type=int, default=None, metavar="N",
-        help="timed batches per model (default: 3 when a speed case runs, else 1)")
-    add("--gate-warmup", dest="gate_warmup", type=int, default=None, metavar="N",
-        help="untimed batches before timing (default: 1 when a speed case runs, else 0)")
-    add("--speed-on-cpu", dest="gate_speed_on_cpu", action="store_true",
-        help="run the speed floors without CUDA (the gate's self-check only: shared-CPU timings are noise)")
+        "--junitxml a JUnit XML goes beside it as <name>-junit.xml",
+    )
+    add(
+        "--gate-name",
+        dest="gate_name",
+        default=None,
+        metavar="NAME",
+        help="golden namespace and report name (default: the --models-dir folder's name)",
+    )
+    add(
+        "--golden-dir",
+        dest="gate_golden_dir",
+        default=None,
+        metavar="DIR",
+        help="where golden files live (default: golden/); change them only with --snapshot-update",
+    )
+    add(
+        "--prompts-file",
+        dest="gate_prompts_file",
+        default=None,
+        metavar="FILE",
+        help="prompts (TOML, JSON or text; default: the fixed gate prompts)",
+    )
+    add(
+        "--gate-repeats",
+        dest="gate_repeats",
+        type=int,
+        default=None,
+        metavar="N",
+        help="timed batches per model (default: 3 when a speed case runs, else 1)",
+    )
+    add(
+        "--gate-warmup",
+        dest="gate_warmup",
+        type=int,
+        default=None,
+        metavar="N",
+        help="untimed batches before timing (default: 1 when a speed case runs, else 0)",
+    )
+    add(
+        "--speed-on-cpu",
+        dest="gate_speed_on_cpu",
+        action="store_true",
+        help="run the speed floors without CUDA (the gate's self-check only: shared-CPU timings are noise)",
+    )
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -96,9 +181,14 @@ def pytest_configure(config: pytest.Config) -> None:
             f"Fix: create it (mkdir -p {cfg.report_file.parent}) or pass a path inside an existing folder"
         )
     GoldenJSONExtension.configure(cfg.golden_dir, cfg.name)
+    # vLLM logs ~40 INFO lines per engine to stdout, which pytest shows under every failure it captured.
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    # torch.cuda.is_available() (gpu marker, engines) poisons fork: vLLM's engine process would then
+    # die with "Cannot re-initialize CUDA in forked subprocess" (seen on the H200); vLLM's tests spawn too.
+    os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
     worker = getattr(config, "workerinput", {}).get("workerid")
     if worker is None:
-        if not getattr(opt, "xmlpath", None):
+        if not getattr(opt, "xmlpath", None) and not opt.collectonly:
             opt.xmlpath = str(junit_file_for(cfg.report_file))
             Path(opt.xmlpath).parent.mkdir(parents=True, exist_ok=True)
         if getattr(opt, "numprocesses", None) and getattr(opt, "dist", "no") == "load":
@@ -107,11 +197,12 @@ def pytest_configure(config: pytest.Config) -> None:
             config.pluginmanager.register(_XdistHooks(config), "release-gate-xdist")
     else:
         pin_worker_gpus(worker, cfg.tensor_parallel_size)
+        share_cpu_threads(int(config.workerinput.get("workercount", 1)))
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Before -m deselects: mark gate cases gpu on a CUDA host, skip gpu cases without CUDA, order by variant."""
+    """Before -m deselects: gate cases get gpu on CUDA hosts; gpu cases skip without CUDA; sort by variant."""
     gpu_items = [it for it in items if it.get_closest_marker("gpu") or it.get_closest_marker("gate")]
     if not gpu_items:
         return
@@ -162,8 +253,8 @@ def gate_session(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
 
 
 @pytest.fixture
-def golden(snapshot):  # noqa: ANN001, ANN201 - syrupy's SnapshotAssertion
-    """syrupy's ``snapshot`` stored as the gate's golden JSON files (see compress/gate/snapshot.py). A separate
+def golden(snapshot: SnapshotAssertion) -> SnapshotAssertion:
+    """syrupy's ``snapshot`` stored as the gate's golden JSON files (compress/gate/snapshot.py). A separate
     fixture rather than an override of ``snapshot``, so other tests' snapshots keep syrupy's defaults."""
     return snapshot.use_extension(GoldenJSONExtension)
 
@@ -208,7 +299,7 @@ class _XdistHooks:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
 
-    def pytest_testnodedown(self, node, error) -> None:  # noqa: ANN001
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
         part = getattr(node, "workeroutput", {}).get("gate")
         if part:
             self.config.stash[WORKER_RUNS].append(part)

@@ -28,16 +28,25 @@ from typing import Literal
 
 from compress import __version__, paths
 from compress.builders import BUILDERS, BuildContext
+from compress.builders.common import link_model_files
 from compress.errors import CompressError
-from compress.manifest import FORMAT, code_version, fingerprint, folder_digest, host, is_up_to_date, tool_versions
-from compress.models.atomic import MANIFEST, atomic_folder, folder_lock, read_manifest
+from compress.manifest import (
+    FORMAT,
+    code_version,
+    fingerprint,
+    folder_digest,
+    host,
+    is_up_to_date,
+    tool_versions,
+)
+from compress.models.atomic import atomic_folder, folder_lock, read_manifest
 from compress.models.checks import check_model_folder
 from compress.prompts import load_training_prompts
 from compress.recipe import Recipe, Variant
 
 log = logging.getLogger(__name__)
 
-# Local base models a recipe can name: made on this machine from PyPI packages (python -m compress make-models).
+# Local base models a recipe can name, made on this machine from PyPI packages (`make-models`).
 LOCAL_MODELS = {
     "smollm2": "compress.models.smollm2:make_smollm2",
     "tiny-exaone4": "compress.models.tiny_exaone4:make_tiny_exaone4",
@@ -95,7 +104,7 @@ def build_matrix(
     )
     data_digest = _training_data_digest()
     base_digest = folder_digest(base_dir)
-    log.info(recipe.describe())
+    log.debug(recipe.describe())
     log.info("output: %s", out_dir)
 
     results: list[BuildResult] = []
@@ -129,6 +138,36 @@ def build_matrix(
     return results
 
 
+def matrix_status(
+    recipe: Recipe, *, out_dir: Path | None = None, base_dir: Path | None = None
+) -> dict[str, str]:
+    """What a build would do, without building: per variant "up to date", "stale" (built from other
+    inputs or parameters), "not built" (no complete folder), or "after <parent>" (its input is not built)."""
+    out_dir = Path(out_dir) if out_dir is not None else paths.matrix_dir(recipe.matrix)
+    base_dir = base_dir or resolve_base(recipe.base, trust_remote_code=recipe.trust_remote_code)
+    data_digest, base_digest = _training_data_digest(), folder_digest(base_dir)
+    status: dict[str, str] = {}
+    for name, variant in recipe.variants.items():
+        parent_manifest = read_manifest(out_dir / variant.parent) if variant.parent else None
+        if variant.parent and (parent_manifest is None or status[variant.parent] != "up to date"):
+            status[name] = f"after {variant.parent}"
+            continue
+        src = base_dir if variant.parent is None else out_dir / variant.parent
+        parts = fingerprint_parts(
+            variant,
+            input_digest=folder_digest(src),
+            parent_fingerprint=parent_manifest.get("fingerprint") if parent_manifest else None,
+            base_digest=base_digest,
+            data_digest=data_digest,
+        )
+        dest = out_dir / name
+        if is_up_to_date(dest, fingerprint(parts)):
+            status[name] = "up to date"
+        else:
+            status[name] = "stale" if read_manifest(dest) is not None else "not built"
+    return status
+
+
 def fingerprint_parts(
     variant: Variant,
     *,
@@ -141,7 +180,9 @@ def fingerprint_parts(
     steps = []
     for step in variant.steps:
         builder = BUILDERS[step.kind]
-        steps.append({**step.describe(), "code": code_version(builder.modules), "tools": tool_versions(builder.tools)})
+        steps.append(
+            {**step.describe(), "code": code_version(builder.modules), "tools": tool_versions(builder.tools)}
+        )
     return {
         "format": FORMAT,
         "input": {"digest": input_digest, "fingerprint": parent_fingerprint},
@@ -153,7 +194,15 @@ def fingerprint_parts(
 
 
 def _build_variant(
-    recipe: Recipe, variant: Variant, src: Path, dest: Path, ctx: BuildContext, *, parts: dict, fp: str, base_dir: Path
+    recipe: Recipe,
+    variant: Variant,
+    src: Path,
+    dest: Path,
+    ctx: BuildContext,
+    *,
+    parts: dict,
+    fp: str,
+    base_dir: Path,
 ) -> None:
     started = time.perf_counter()
     info: dict = {
@@ -162,11 +211,24 @@ def _build_variant(
         "variant": variant.name,
         "recipe": recipe.source,
         "profile": recipe.profile,
-        "base": {"name": recipe.base, "path": str(base_dir), "digest": parts["teacher"] or folder_digest(base_dir)},
-        "input": {"variant": variant.parent or "base model", "path": str(src), "digest": parts["input"]["digest"]},
-        "lineage": [{"variant": v.name, "steps": [s.describe() for s in v.steps]} for v in recipe.lineage(variant.name)],
+        "base": {
+            "name": recipe.base,
+            "path": str(base_dir),
+            "digest": parts["teacher"] or folder_digest(base_dir),
+        },
+        "input": {
+            "variant": variant.parent or "base model",
+            "path": str(src),
+            "digest": parts["input"]["digest"],
+        },
+        "lineage": [
+            {"variant": v.name, "steps": [s.describe() for s in v.steps]}
+            for v in recipe.lineage(variant.name)
+        ],
         "steps": [],
-        "tools": tool_versions(("torch", "transformers", "safetensors", "llmcompressor", "compressed-tensors")),
+        "tools": tool_versions(
+            ("torch", "transformers", "safetensors", "llmcompressor", "compressed-tensors")
+        ),
         "compress_version": __version__,
         "host": host(),
         "fingerprint": fp,
@@ -174,7 +236,7 @@ def _build_variant(
     }
     with atomic_folder(dest, info=info) as tmp:
         if not variant.steps:
-            info["materialised"] = _materialise(src, tmp)
+            info["materialised"] = link_model_files(src, tmp)
         current = src
         try:
             for i, step in enumerate(variant.steps):
@@ -185,7 +247,11 @@ def _build_variant(
                 step_started = time.perf_counter()
                 result = BUILDERS[step.kind].run(current, target, step.params, ctx)
                 info["steps"].append(
-                    {**step.describe(), "seconds": round(time.perf_counter() - step_started, 2), "result": result}
+                    {
+                        **step.describe(),
+                        "seconds": round(time.perf_counter() - step_started, 2),
+                        "result": result,
+                    }
                 )
                 if current not in (src, tmp):
                     shutil.rmtree(current, ignore_errors=True)
@@ -195,20 +261,6 @@ def _build_variant(
                 shutil.rmtree(current, ignore_errors=True)
         info["seconds"] = round(time.perf_counter() - started, 2)
         info["built_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def _materialise(src: Path, out: Path) -> str:
-    """Copy the base model's files into ``out``, hard-linked when the file system allows."""
-    how = "hardlink"
-    for path in sorted(src.iterdir()):
-        if not path.is_file() or path.name == MANIFEST or path.name.endswith(".lock"):
-            continue
-        try:
-            os.link(path, out / path.name)
-        except OSError:
-            shutil.copy2(path, out / path.name)
-            how = "copy"
-    return how
 
 
 def _training_data_digest() -> str:

@@ -21,7 +21,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from compress.models.atomic import MANIFEST, folder_hashes, read_manifest
+from compress.models.atomic import MANIFEST, file_sha256, folder_hashes, read_manifest
 
 FORMAT = "exaone-compression/variant/1"
 _digests: dict[tuple, str] = {}
@@ -51,6 +51,17 @@ def folder_digest(folder: str | Path) -> str:
     if key not in _digests:
         _digests[key] = digest_of_hashes(folder_hashes(folder))
     return _digests[key]
+
+
+def weights_digest(folder: str | Path) -> str:
+    """Digest of the folder's safetensors files only: equal weights, whatever the side files."""
+    folder = Path(folder).resolve()
+    manifest = read_manifest(folder)
+    if manifest and isinstance(manifest.get("files"), dict):
+        hashes = manifest["files"]
+    else:
+        hashes = {p.name: file_sha256(p) for p in sorted(folder.glob("*.safetensors"))}
+    return digest_of_hashes({k: v for k, v in hashes.items() if k.endswith(".safetensors")})
 
 
 def tool_versions(packages: tuple[str, ...] | list[str]) -> dict[str, str]:

@@ -126,7 +126,9 @@ class Recipe:
 
     def describe(self) -> str:
         """The resolved plan, one variant a line: what a build prints first."""
-        lines = [f"recipe {self.source}: matrix {self.matrix}, base {self.base}, profile {self.profile or '-'}"]
+        lines = [
+            f"recipe {self.source}: matrix {self.matrix}, base {self.base}, profile {self.profile or '-'}"
+        ]
         for v in self.variants.values():
             start = v.parent or f"base model ({self.base})"
             steps = ", ".join(f"{s.kind}({_short(s.params)})" for s in v.steps) or "copy"
@@ -149,7 +151,9 @@ def find_recipe(name_or_path: str | Path) -> Path:
     path = Path(name_or_path)
     if path.suffix == ".toml" or path.exists() or "/" in str(name_or_path):
         if not path.is_file():
-            raise CompressError(f"recipe file {path} does not exist", "pass an existing .toml file or a matrix name")
+            raise CompressError(
+                f"recipe file {path} does not exist", "pass an existing .toml file or a matrix name"
+            )
         return path
     builtin = builtin_recipes()
     if str(name_or_path) in builtin:
@@ -165,7 +169,9 @@ def load_recipe(name_or_path: str | Path, profile: str | None = None) -> Recipe:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
-        raise CompressError(f"recipe {path} is not valid TOML ({exc})", "fix the syntax at that line") from None
+        raise CompressError(
+            f"recipe {path} is not valid TOML ({exc})", "fix the syntax at that line"
+        ) from None
     data.setdefault("matrix", path.stem)
     return parse_recipe(data, profile=profile, source=str(path))
 
@@ -184,14 +190,18 @@ def parse_recipe(data: dict[str, Any], *, profile: str | None = None, source: st
     for kind in spec.step:
         if kind not in BUILDERS:
             problems.append(f"[step.{kind}] is not a known step (known: {known})")
-    chosen = profile if profile is not None else (DEFAULT_PROFILE if DEFAULT_PROFILE in spec.profile else None)
+    chosen = (
+        profile if profile is not None else (DEFAULT_PROFILE if DEFAULT_PROFILE in spec.profile else None)
+    )
     if chosen is not None and chosen not in spec.profile:
         raise CompressError(
             f"recipe {source} has no profile {chosen!r}",
             f"use one of: {', '.join(spec.profile) or '(none defined)'}",
         )
     for prof, kinds in spec.profile.items():
-        problems += [f"[profile.{prof}.{k}] is not a known step (known: {known})" for k in kinds if k not in BUILDERS]
+        problems += [
+            f"[profile.{prof}.{k}] is not a known step (known: {known})" for k in kinds if k not in BUILDERS
+        ]
     overrides = spec.profile.get(chosen, {}) if chosen else {}
 
     # Each variant's steps, parameters merged and validated.
@@ -200,7 +210,9 @@ def parse_recipe(data: dict[str, Any], *, profile: str | None = None, source: st
         steps = []
         for j, entry in enumerate(v.steps):
             where = f"variant {_label(v, i)} step {j + 1}"
-            kind, inline = (entry, {}) if isinstance(entry, str) else (entry.get("step"), _without(entry, "step"))
+            kind, inline = (
+                (entry, {}) if isinstance(entry, str) else (entry.get("step"), _without(entry, "step"))
+            )
             if not isinstance(kind, str) or kind not in BUILDERS:
                 shown = kind if kind is not None else "(no 'step' key)"
                 problems.append(f"{where}: unknown step {shown!r} (known: {known})")
@@ -253,7 +265,7 @@ def _resolve_names(spec: RecipeFile, steps: list[tuple[Step, ...]], source: str)
             if name in ordered:
                 raise CompressError(
                     f"recipe {source}: two variants are named {name!r}",
-                    "give one of them its own name = \"...\", or remove the duplicate",
+                    'give one of them its own name = "...", or remove the duplicate',
                 )
             ordered[name] = Variant(name, None if v.from_ == BASE else v.from_, steps[i], v.description)
             del pending[i]
@@ -277,7 +289,7 @@ def _resolve_names(spec: RecipeFile, steps: list[tuple[Step, ...]], source: str)
         missing = sorted({v.from_ for v in pending.values() if v.from_ not in named})
         raise CompressError(
             f"recipe {source}: from = {', '.join(map(repr, missing))} names no variant",
-            f"start from \"base\" or one of: {', '.join(ordered) or '(none)'}",
+            f'start from "base" or one of: {", ".join(ordered) or "(none)"}',
         )
     return ordered
 

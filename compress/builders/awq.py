@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from compress.builders.common import (
     BuildContext,
@@ -49,18 +49,34 @@ EXAONE3_MAPPINGS = (
 
 class AwqParams(StepParams):
     bits: Literal[4] = 4
-    group_size: int = Field(default=128, ge=1, description="weights per scale; must divide each layer's input width")
-    symmetric: bool = Field(default=False, description="False: asymmetric (zero points), as AWQ is usually run")
-    num_samples: int = Field(default=42, ge=1, description="calibration sequences (training prompts + answers)")
+    group_size: int = Field(
+        default=128, ge=1, description="weights per scale; must divide each layer's input width"
+    )
+    symmetric: bool = Field(
+        default=False, description="False: asymmetric (zero points), as AWQ is usually run"
+    )
+    num_samples: int = Field(
+        default=42, ge=1, description="calibration sequences (training prompts + answers)"
+    )
     max_seq_length: int = Field(default=128, ge=8)
-    n_grid: int = Field(default=20, ge=1, description="points in AWQ's scale search")
+    n_grid: int = Field(default=20, ge=3, description="points in AWQ's scale search (at least 3)")
     duo_scaling: bool | Literal["both"] = True
     ignore: tuple[str, ...] = ("lm_head",)
     max_answer_tokens: int = Field(default=64, ge=1)
     calibration_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        default="auto", description="auto: float32 on the CPU (fast and exact there), the input's dtype on CUDA"
+        default="auto",
+        description="auto: float32 on the CPU (fast and exact there), the input's dtype on CUDA",
     )
-    pipeline: str | None = Field(default=None, description="llm-compressor calibration pipeline; None: its default")
+    pipeline: str | None = Field(
+        default=None, description="llm-compressor calibration pipeline; None: its default"
+    )
+
+    @model_validator(mode="after")
+    def _grid_fits_duo_scaling(self) -> AwqParams:
+        # llm-compressor splits the grid in two for duo_scaling="both"; fewer than 4 points divide by zero.
+        if self.duo_scaling == "both" and self.n_grid < 4:
+            raise ValueError("n_grid must be at least 4 with duo_scaling = 'both'")
+        return self
 
 
 def name_for(parent: str, params: AwqParams) -> str:
@@ -122,7 +138,9 @@ def run(src: Path, out: Path, params: AwqParams, ctx: BuildContext) -> dict[str,
 
     config = read_config(src)
     if config.get("quantization_config"):
-        raise CompressError(f"{src} is already quantized", "apply awq to an unquantized variant (awq goes last)")
+        raise CompressError(
+            f"{src} is already quantized", "apply awq to an unquantized variant (awq goes last)"
+        )
     arch = (config.get("architectures") or ["?"])[0]
     mappings, mapping_source = mappings_for(arch)
     device = pick_device("auto")
@@ -142,6 +160,9 @@ def run(src: Path, out: Path, params: AwqParams, ctx: BuildContext) -> dict[str,
         AWQModifier(mappings=mappings, n_grid=params.n_grid, duo_scaling=params.duo_scaling),
         QuantizationModifier(targets=["Linear"], ignore=list(params.ignore), config_groups=scheme(params)),
     ]
+    ctx.log(
+        f"awq: calibrating {arch} on {len(rows)} sequences, n_grid {params.n_grid}, mappings {mapping_source}"
+    )
     started = time.perf_counter()
     extra = {"pipeline": params.pipeline} if params.pipeline else {}
     with cpu_only_pin_memory_fix() as patched:
@@ -164,10 +185,11 @@ def run(src: Path, out: Path, params: AwqParams, ctx: BuildContext) -> dict[str,
     saved = read_config(out)
     if not saved.get("quantization_config"):
         raise CompressError(
-            "llm-compressor saved no quantization_config", "check the installed llmcompressor/compressed-tensors"
+            "llm-compressor saved no quantization_config",
+            "check the installed llmcompressor/compressed-tensors",
         )
     return {
-        "scheme": f"W{params.bits}A16 {'symmetric' if params.symmetric else 'asymmetric'} group {params.group_size}",
+        "scheme": f"W{params.bits}A16 {'sym' if params.symmetric else 'asym'} group {params.group_size}",
         "mappings": mapping_source,
         "calibration": {
             "sequences": len(rows),

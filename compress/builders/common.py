@@ -27,7 +27,14 @@ log = logging.getLogger(__name__)
 # Files a step writes itself; everything else in a model folder (tokenizer, chat template, generation
 # config, remote code) is carried over byte for byte.
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
-NOT_CARRIED = {"config.json", "manifest.json", "model.safetensors.index.json", "recipe.yaml"}
+# block_influence.json and recipe.yaml describe the step that wrote them, not the next one.
+NOT_CARRIED = {
+    "config.json",
+    "manifest.json",
+    "model.safetensors.index.json",
+    "recipe.yaml",
+    "block_influence.json",
+}
 
 
 class StepParams(BaseModel):
@@ -63,6 +70,23 @@ def carry_side_files(src: Path, dst: Path) -> list[str]:
     return copied
 
 
+def link_model_files(src: Path, out: Path) -> str:
+    """Every file of a model folder into ``out``, hard-linked where the file system allows (else copied),
+    minus files that describe how ``src`` was made. Returns "hardlink" or "copy"."""
+    how = "hardlink"
+    for path in sorted(src.iterdir()):
+        if not path.is_file() or path.name in NOT_CARRIED - {"config.json", "model.safetensors.index.json"}:
+            continue
+        if path.name.endswith(".lock"):
+            continue
+        try:
+            os.link(path, out / path.name)
+        except OSError:
+            shutil.copy2(path, out / path.name)
+            how = "copy"
+    return how
+
+
 def pick_device(requested: str = "auto") -> str:
     """``auto``: CUDA when there is a GPU (real EXAONE models), else the CPU (the local models)."""
     import torch
@@ -70,7 +94,9 @@ def pick_device(requested: str = "auto") -> str:
     if requested == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise CompressError(f"device {requested!r} was asked for but no CUDA GPU is visible", 'use device = "auto"')
+        raise CompressError(
+            f"device {requested!r} was asked for but no CUDA GPU is visible", 'use device = "auto"'
+        )
     return requested
 
 
@@ -167,7 +193,10 @@ def base_answers(
     if cache_file is not None:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache_file.with_suffix(f".tmp-{os.getpid()}")
-        payload = {"key": key_src, "samples": [{"input_ids": s.input_ids, "loss_start": s.loss_start} for s in samples]}
+        payload = {
+            "key": key_src,
+            "samples": [{"input_ids": s.input_ids, "loss_start": s.loss_start} for s in samples],
+        }
         tmp.write_text(json.dumps(payload), encoding="utf-8")
         os.replace(tmp, cache_file)
     return samples
@@ -181,13 +210,17 @@ def _generate_answers(
 
     device = pick_device(device)
     tokenizer = load_tokenizer(ctx.base_dir, trust_remote_code=ctx.trust_remote_code)
-    model = load_causal_lm(ctx.base_dir, dtype="float32", device=device, trust_remote_code=ctx.trust_remote_code)
+    model = load_causal_lm(
+        ctx.base_dir, dtype="float32", device=device, trust_remote_code=ctx.trust_remote_code
+    )
     model.eval()
     stops = eos_ids(ctx.base_dir, tokenizer)
     pad = tokenizer.pad_token_id
     samples: list[Sample] = []
     encoded = [prompt_ids(tokenizer, p) for p in prompts]
-    for start in tqdm(range(0, len(encoded), batch_size), desc="base answers (training prompts)", unit="batch"):
+    for start in tqdm(
+        range(0, len(encoded), batch_size), desc="base answers (training prompts)", unit="batch"
+    ):
         chunk = encoded[start : start + batch_size]
         width = max(len(c) for c in chunk)
         ids = torch.tensor([[pad] * (width - len(c)) + c for c in chunk], device=device)

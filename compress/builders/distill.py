@@ -32,6 +32,7 @@ from compress.builders.common import (
     StepParams,
     base_answers,
     carry_side_files,
+    link_model_files,
     load_causal_lm,
     load_tokenizer,
     pick_device,
@@ -46,7 +47,9 @@ class DistillParams(StepParams):
     batch_size: int = Field(default=8, ge=1, description="sequences per step")
     lr: float = Field(default=5e-5, gt=0)
     weight_decay: float = Field(default=0.0, ge=0)
-    temperature: float = Field(default=1.0, gt=0, description="softens both distributions; loss is scaled by T^2")
+    temperature: float = Field(
+        default=1.0, gt=0, description="softens both distributions; loss is scaled by T^2"
+    )
     grad_clip: float = Field(default=1.0, gt=0)
     max_answer_tokens: int = Field(default=64, ge=1, description="length of the base's answers to learn from")
     text_file: str | None = Field(default=None, description="train on this text file instead of the answers")
@@ -65,6 +68,14 @@ def name_for(parent: str, params: DistillParams) -> str:
 def run(src: Path, out: Path, params: DistillParams, ctx: BuildContext) -> dict[str, Any]:
     import torch
 
+    if same_weights(src, ctx.base_dir):
+        # KL(teacher || student) is exactly 0 with zero gradients: training could not change a weight.
+        link_model_files(src, out)
+        reason = (
+            "the student has the teacher's weights (base distilled from itself): KD loss 0, nothing to learn"
+        )
+        ctx.log(f"distill: skipped, {reason}")
+        return {"teacher": str(ctx.base_dir), "skipped": reason, "loss_curve": []}
     device = pick_device(params.device)
     torch.manual_seed(params.seed)
     tokenizer = load_tokenizer(src, trust_remote_code=ctx.trust_remote_code)
@@ -80,7 +91,9 @@ def run(src: Path, out: Path, params: DistillParams, ctx: BuildContext) -> dict[
     pad_id = int(tokenizer.pad_token_id or 0)
 
     started = time.perf_counter()
-    teacher = load_causal_lm(ctx.base_dir, dtype="float32", device=device, trust_remote_code=ctx.trust_remote_code)
+    teacher = load_causal_lm(
+        ctx.base_dir, dtype="float32", device=device, trust_remote_code=ctx.trust_remote_code
+    )
     targets = teacher_log_probs(teacher, samples, params, pad_id=pad_id, device=device)
     del teacher
     teacher_seconds = time.perf_counter() - started
@@ -111,13 +124,24 @@ def run(src: Path, out: Path, params: DistillParams, ctx: BuildContext) -> dict[
     }
 
 
+def same_weights(a: Path, b: Path) -> bool:
+    """True when both folders hold byte-identical safetensors files (by content hash)."""
+    from compress.manifest import weights_digest
+
+    return a.resolve() == b.resolve() or weights_digest(a) == weights_digest(b)
+
+
 def _batch(samples: list[Sample], pad_id: int, device: str) -> tuple[Any, Any, Any, Any]:
     """Right-padded ids and mask, and the (row, position) pairs whose logits predict a response token."""
     import torch
 
     width = max(len(s.input_ids) for s in samples)
-    ids = torch.tensor([list(s.input_ids) + [pad_id] * (width - len(s.input_ids)) for s in samples], device=device)
-    mask = torch.tensor([[1] * len(s.input_ids) + [0] * (width - len(s.input_ids)) for s in samples], device=device)
+    ids = torch.tensor(
+        [list(s.input_ids) + [pad_id] * (width - len(s.input_ids)) for s in samples], device=device
+    )
+    mask = torch.tensor(
+        [[1] * len(s.input_ids) + [0] * (width - len(s.input_ids)) for s in samples], device=device
+    )
     rows, cols = [], []
     for r, s in enumerate(samples):
         # logits at position p predict token p + 1: the response tokens loss_start..end-1
@@ -135,7 +159,9 @@ def response_logits(model: Any, samples: list[Sample], pad_id: int, device: str)
     return model.get_output_embeddings()(hidden[rows, cols]).float()
 
 
-def teacher_log_probs(teacher: Any, samples: list[Sample], params: DistillParams, *, pad_id: int, device: str):
+def teacher_log_probs(
+    teacher: Any, samples: list[Sample], params: DistillParams, *, pad_id: int, device: str
+):
     """Per sequence, the teacher's log-softmax(logits / T) at its response positions (float32)."""
     import torch
     from tqdm import tqdm
@@ -143,16 +169,20 @@ def teacher_log_probs(teacher: Any, samples: list[Sample], params: DistillParams
     teacher.eval()
     out = []
     with torch.inference_mode():
-        for start in tqdm(range(0, len(samples), params.batch_size), desc="distill: teacher targets", unit="batch"):
+        for start in tqdm(
+            range(0, len(samples), params.batch_size), desc="distill: teacher targets", unit="batch"
+        ):
             chunk = samples[start : start + params.batch_size]
-            logp = torch.log_softmax(response_logits(teacher, chunk, pad_id, device) / params.temperature, dim=-1)
+            logp = torch.log_softmax(
+                response_logits(teacher, chunk, pad_id, device) / params.temperature, dim=-1
+            )
             sizes = [len(s.input_ids) - s.loss_start for s in chunk]
             out.extend(t.clone() for t in torch.split(logp, sizes))
     return out
 
 
 def kd_loss(student_logits: Any, teacher_logp: Any, temperature: float) -> Any:
-    """Forward KL(teacher || student), mean over tokens, scaled by T² (keeps gradients comparable across T)."""
+    """Forward KL(teacher || student), mean over tokens, scaled by T² (comparable gradients across T)."""
     import torch
     import torch.nn.functional as F
 
@@ -161,7 +191,9 @@ def kd_loss(student_logits: Any, teacher_logp: Any, temperature: float) -> Any:
     return kl / teacher_logp.shape[0] * temperature**2
 
 
-def evaluate(model: Any, samples: list[Sample], targets: list, params: DistillParams, *, pad_id: int, device: str):
+def evaluate(
+    model: Any, samples: list[Sample], targets: list, params: DistillParams, *, pad_id: int, device: str
+):
     """KD loss over every sequence (token-weighted), without gradients: the before/after measure."""
     import torch
 
@@ -177,7 +209,9 @@ def evaluate(model: Any, samples: list[Sample], targets: list, params: DistillPa
     return total / tokens
 
 
-def train(model: Any, samples: list[Sample], targets: list, params: DistillParams, *, pad_id: int, device: str):
+def train(
+    model: Any, samples: list[Sample], targets: list, params: DistillParams, *, pad_id: int, device: str
+):
     """AdamW over shuffled batches (each epoch a new order, seeded). Returns the loss of every step."""
     import torch
     from tqdm import tqdm
@@ -197,14 +231,18 @@ def train(model: Any, samples: list[Sample], targets: list, params: DistillParam
         chunk = [samples[i] for i in picked]
         target = torch.cat([targets[i] for i in picked])
         loss = kd_loss(response_logits(model, chunk, pad_id, device), target, params.temperature)
-        if not math.isfinite(float(loss)):
-            raise CompressError(f"distillation loss became {float(loss)}", "lower lr in the recipe's [step.distill]")
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise CompressError(
+                f"distillation loss became {value}", "lower lr in the recipe's [step.distill]"
+            )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), params.grad_clip)
         optimizer.step()
-        curve.append(float(loss))
-        bar.set_postfix(loss=f"{float(loss):.4f}")
+        curve.append(value)
+        bar.set_postfix(loss=f"{value:.4f}")
+        tqdm.write(f"distill step {len(curve)}/{params.steps}: KD loss {value:.4f}")
     model.eval()
     return curve
 

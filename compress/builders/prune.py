@@ -44,7 +44,9 @@ class PruneParams(StepParams):
         default=None, description="layer indices to drop; unset: the least important by Block Influence"
     )
     calibration_samples: int = Field(default=42, ge=1, description="training prompts used to score layers")
-    max_answer_tokens: int = Field(default=64, ge=1, description="length of the base's answers scored with them")
+    max_answer_tokens: int = Field(
+        default=64, ge=1, description="length of the base's answers scored with them"
+    )
     device: str = "auto"
 
 
@@ -174,7 +176,9 @@ def prune_checkpoint(src: Path, out: Path, drop: Iterable[int]) -> dict[str, Any
         index = None
         shards = sorted(p.name for p in src.glob("*.safetensors"))
     if not shards:
-        raise CompressError(f"model folder {src} has no safetensors weights", "point at a complete model folder")
+        raise CompressError(
+            f"model folder {src} has no safetensors weights", "point at a complete model folder"
+        )
 
     weight_map: dict[str, str] = {}
     total_bytes = 0
@@ -183,7 +187,7 @@ def prune_checkpoint(src: Path, out: Path, drop: Iterable[int]) -> dict[str, Any
         tensors = {}
         with safe_open(str(src / shard), framework="pt") as handle:
             metadata = handle.metadata() or {"format": "pt"}
-            for key in handle.keys():  # noqa: SIM118  (safe_open is not a dict)
+            for key in handle.keys():
                 match = pattern.match(key)
                 if match:
                     seen_layers.add(int(match.group(1)))
@@ -204,8 +208,13 @@ def prune_checkpoint(src: Path, out: Path, drop: Iterable[int]) -> dict[str, Any
             "check that config.json belongs to these weights",
         )
     if index is not None:
-        new_index = {"metadata": {**index.get("metadata", {}), "total_size": total_bytes}, "weight_map": weight_map}
-        (out / INDEX_FILE).write_text(json.dumps(new_index, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        new_index = {
+            "metadata": {**index.get("metadata", {}), "total_size": total_bytes},
+            "weight_map": weight_map,
+        }
+        (out / INDEX_FILE).write_text(
+            json.dumps(new_index, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+        )
     (out / "config.json").write_text(json.dumps(new_config, indent=2) + "\n", encoding="utf-8")
     carried = carry_side_files(src, out)
     kept = sorted(mapping)
@@ -235,7 +244,8 @@ def run(src: Path, out: Path, params: PruneParams, ctx: BuildContext) -> dict[st
         drop = check_drop(n, params.drop)
         if len(drop) != n - params.keep:
             raise CompressError(
-                f"prune drop lists {len(drop)} layers, but keep={params.keep} of {n} means dropping {n - params.keep}",
+                f"prune drop lists {len(drop)} layers, but keep={params.keep} of {n} means "
+                f"dropping {n - params.keep}",
                 f"list {n - params.keep} indices, or set keep={n - len(drop)}",
             )
         result["selection"] = "index"

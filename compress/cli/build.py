@@ -15,9 +15,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "manifest.json. Variants whose inputs, parameters and code have not changed are reused."
         ),
     )
-    parser.add_argument("recipe", help="a packaged matrix name (smollm2, tiny-exaone4) or a recipe .toml path")
     parser.add_argument(
-        "--profile", default=None, help="the recipe profile that overrides step parameters: quick (CPU) or full"
+        "recipe", help="a packaged matrix name (smollm2, tiny-exaone4) or a recipe .toml path"
+    )
+    parser.add_argument(
+        "--profile",
+        default=None,
+        help="the recipe profile that overrides step parameters: quick (CPU) or full",
     )
     parser.add_argument(
         "--variants",
@@ -26,10 +30,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="comma-separated variants to build (with the variants they start from); default: all",
     )
     parser.add_argument(
-        "--out", type=Path, default=None, help="output folder (default: $EXAONE_COMPRESSION_HOME/models/<matrix>)"
+        "--out",
+        type=Path,
+        default=None,
+        help="output folder (default: $EXAONE_COMPRESSION_HOME/models/<matrix>)",
     )
-    parser.add_argument("--force", action="store_true", help="rebuild the selected variants even if up to date")
-    parser.add_argument("--plan", action="store_true", help="print the resolved recipe and exit")
+    parser.add_argument(
+        "--force", action="store_true", help="rebuild the selected variants even if up to date"
+    )
+    parser.add_argument(
+        "--plan", action="store_true", help="print the resolved recipe and each variant's status, then exit"
+    )
     parser.set_defaults(run=run)
 
 
@@ -37,11 +48,13 @@ def run(args: argparse.Namespace) -> int:
     from compress.recipe import load_recipe
 
     recipe = load_recipe(args.recipe, profile=args.profile)
-    if args.plan:
-        print(recipe.describe())
-        return 0
+    print(recipe.describe())
+    from compress.build import build_matrix, matrix_status, summary
 
-    from compress.build import build_matrix, summary
+    if args.plan:
+        for name, state in matrix_status(recipe, out_dir=args.out).items():
+            print(f"  {name:<36} {state}")
+        return 0
 
     results = build_matrix(recipe, out_dir=args.out, variants=args.variants, force=args.force)
     print(summary(results))

@@ -54,7 +54,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     add_engine_options(parser)
     add_sampling_options(parser)
-    add_timing_options(parser, warmup=0, repeats=1)
+    # One untimed warm-up: the first batch after a load pays one-off costs that are not generation speed.
+    add_timing_options(parser, warmup=1, repeats=1)
     parser.set_defaults(run=run)
 
 

@@ -139,7 +139,8 @@ def compare_models(
 
 def _summary(run: ModelRun) -> str:
     if not run.ok or run.timing is None:
-        return f"FAILED: {run.error}"
+        first_line = (run.error or "").strip().splitlines()[:1]
+        return f"FAILED: {first_line[0] if first_line else 'unknown error'}"
     engine = run.engine.get("engine", "?")
     return (
         f"ok ({engine}), load {run.load_seconds:.1f} s, generation {run.timing.median:.2f} s median of "

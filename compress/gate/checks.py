@@ -25,6 +25,7 @@ def check_non_empty(
     *, variant: str, baseline: str, prompt: Prompt, answer: Generation, baseline_answer: str | None
 ) -> None:
     """The answer has a visible character (whitespace-only counts as empty)."""
+    __tracebackhide__ = True  # failures point at the test, not at this helper
     if is_non_empty(answer.text):
         return
     rows = [("prompt", repr(prompt.text)), (variant, repr(answer.text))]
@@ -47,6 +48,7 @@ def check_similarity(
     thresholds: VariantThresholds,
 ) -> None:
     """One prompt's answer is at least ``min_similarity`` like the baseline's."""
+    __tracebackhide__ = True  # failures point at the test, not at this helper
     floor = thresholds.floors.min_similarity
     if similarity >= floor:
         return
@@ -67,6 +69,7 @@ def check_variant_metrics(
     thresholds: VariantThresholds,
 ) -> None:
     """Non-empty rate, average similarity and exact-match rate against their floors; all misses at once."""
+    __tracebackhide__ = True  # failures point at the test, not at this helper
     floors = thresholds.floors
     n = len(prompt_ids)
     misses: list[tuple[str, str]] = []
@@ -76,7 +79,8 @@ def check_variant_metrics(
         misses.append(
             (
                 f"non-empty: {comparison.non_empty_count}/{n} prompts answered "
-                f"(rate {rate:.2f} < floor {floors.non_empty_rate:.2f}, short by {floors.non_empty_rate - rate:.2f})",
+                f"(rate {rate:.2f} < floor {floors.non_empty_rate:.2f}, "
+                f"short by {floors.non_empty_rate - rate:.2f})",
                 f"no answer to: {', '.join(empty)}; floor from {thresholds.source('non_empty_rate')}",
             )
         )
@@ -104,7 +108,9 @@ def check_variant_metrics(
     if not misses:
         return
     raise GateFailure(
-        f"{variant} vs {baseline}: " + "; ".join(summary for summary, _ in misses) + "\n"
+        f"{variant} vs {baseline}: "
+        + "; ".join(summary for summary, _ in misses)
+        + "\n"
         + "\n".join(f"  - {summary}\n    {detail}" for summary, detail in misses)
     )
 
@@ -130,6 +136,7 @@ def check_speedup(
 
     Returns the measured speedup. ``±`` is half the range of the timed runs, relative to their median.
     """
+    __tracebackhide__ = True  # failures point at the test, not at this helper
     floor = thresholds.floors.speedup
     measured = token_speedup(baseline_timing, timing)
     if measured >= floor:

@@ -45,7 +45,7 @@ class GateConfig:
     report_file: Path = DEFAULT_REPORT_DIR / "gate.json"
     prompts_file: Path | None = None
     speed_on_cpu: bool = False
-    """Run the speed floors without CUDA (the gate's self-check only: CPU timings on shared runners are noise)."""
+    """Run the speed floors without CUDA (the gate's self-check only: shared-CPU timings are noise)."""
     warmup: int | None = None
     repeats: int | None = None
     """None: 1 warm-up and 3 timed batches when a speed case runs, else 0 and 1 (the texts are the same)."""
@@ -156,7 +156,8 @@ def _with_variants(config: GateConfig, asked: list[str]) -> GateConfig:
     if not folder.is_dir():
         raise CompressError(
             f"--models-dir {folder} does not exist",
-            "pass the folder that holds the variant folders (e.g. $EXAONE_COMPRESSION_HOME/models/tiny-exaone4)",
+            "pass the folder that holds the variant folders "
+            "(e.g. $EXAONE_COMPRESSION_HOME/models/tiny-exaone4)",
         )
     if not (folder / config.baseline).is_dir():
         raise CompressError(

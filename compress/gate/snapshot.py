@@ -1,13 +1,15 @@
 """Golden files: what each variant answered, stored as readable JSON under ``golden/`` through syrupy.
 
-Layout: ``golden/<gate>/<variant>.<engine>-<dtype>.json``, e.g. ``golden/tiny-exaone4/compressed-l29.vllm-float32.json``.
+Layout: ``golden/<gate>/<variant>.<engine>-<dtype>.json``, e.g.
+``golden/tiny-exaone4/compressed-l29.vllm-float32.json``.
 The engine and dtype are part of the name because they decide the text: float32 greedy answers matched across
 vLLM/HF and CPU/GPU here, bfloat16 ones did not, so a 4-bit variant run in bf16 on a GPU never shares a golden
 with its float32 run on the CPU. Timings are not stored (they are checked against floors instead); metrics are
 rounded so a diff shows answers, not float noise. Only ``--snapshot-update`` writes these files.
 
 Discovery is switched off: one models folder is gated per run, and ``golden/`` holds other gates' and other
-engines' files that this run must neither report as unused nor delete. Remove a retired variant's file by hand.
+engines' files that this run must neither report as unused nor delete. Remove a retired variant's file by
+hand.
 """
 
 from __future__ import annotations

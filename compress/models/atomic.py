@@ -128,10 +128,21 @@ def atomic_folder(dest: str | Path, *, info: dict | None = None) -> Iterator[Pat
             "files": hashes,
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        _normalise_modes(tmp)
         _replace(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _normalise_modes(folder: Path) -> None:
+    """Give every file the mode the umask allows: some writers (safetensors via mkstemp) leave 0600, which
+    hides a shared cache from other users."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in folder.rglob("*"):
+        if path.is_file():
+            path.chmod(0o666 & ~umask)
 
 
 def _replace(tmp: Path, dest: Path) -> None:

