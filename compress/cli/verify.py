@@ -54,7 +54,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     add_engine_options(parser)
     add_sampling_options(parser)
-    # One untimed warm-up: the first batch after a load pays one-off costs that are not generation speed.
+    # One untimed warm-up by default, as in eval-compare, so first-batch costs stay out of the timing.
     add_timing_options(parser, warmup=1, repeats=1)
     parser.set_defaults(run=run)
 

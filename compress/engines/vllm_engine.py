@@ -27,7 +27,7 @@ class VllmEngine:
         dtype: str = "float32",
         device: str | None = None,
         tensor_parallel_size: int = 1,
-        max_model_len: int = 1024,
+        max_model_len: int | None = None,
         gpu_memory_utilization: float | None = None,
         enforce_eager: bool | None = None,
         trust_remote_code: bool = False,
@@ -43,7 +43,7 @@ class VllmEngine:
             "model": self.model_dir,
             "dtype": dtype,
             "seed": 0,
-            "max_model_len": max_model_len,
+            "max_model_len": max_model_len or _default_max_model_len(self.model_dir),
             "tensor_parallel_size": tensor_parallel_size,
             "trust_remote_code": trust_remote_code,
             "load_format": load_format,
@@ -123,3 +123,12 @@ class VllmEngine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _default_max_model_len(model_dir: str) -> int:
+    """1024 tokens bound the KV cache for short chat prompts, but never above what the model supports."""
+    from compress.models.checks import read_config
+
+    config = read_config(model_dir)
+    limit = config.get("max_position_embeddings") or 1024
+    return min(1024, int(limit))

@@ -68,7 +68,8 @@ def run_model(
         if not catch:
             raise
         run.status = "failed"
-        run.error = str(exc) if isinstance(exc, CompressError) else f"{type(exc).__name__}: {exc}"
+        message = str(exc) if isinstance(exc, CompressError) else f"{type(exc).__name__}: {exc}"
+        run.error = " ".join(message.split())  # one line: vLLM's validation errors span many
         log.error("model %s failed: %s", name, run.error)
         log.debug("%s", traceback.format_exc())
     return run

@@ -21,6 +21,7 @@ def plot_tradeoff(report: CompareReport, path: str | Path, *, metric: str = "spe
     fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
     try:
         missing = []
+        placed: list[tuple[float, float]] = []
         top = 1.0
         for model in report.models.values():
             y = getattr(model, metric)
@@ -50,7 +51,10 @@ def plot_tradeoff(report: CompareReport, path: str | Path, *, metric: str = "spe
                 zorder=3,
             )
             label = model.name if comparable else f"{model.name} (n/c: {model.engine.engine})"
-            ax.annotate(label, (x, y), textcoords="offset points", xytext=(6, 5), fontsize=8)
+            # Variants often sit close together: step each label down past the labels already near it.
+            near = sum(1 for px, py in placed if abs(px - x) < 0.15 and abs(py - y) < 0.06 * max(top, 1.0))
+            placed.append((x, y))
+            ax.annotate(label, (x, y), textcoords="offset points", xytext=(6, 5 - 11 * near), fontsize=8)
         ax.axhline(1.0, color="grey", linestyle="--", linewidth=0.8)
         ax.set_xlabel(f"avg similarity to {report.baseline} (rapidfuzz, 0-1)")
         ax.set_ylabel(f"{metric.replace('_', ' ')} vs {report.baseline} (x)")
