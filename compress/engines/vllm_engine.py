@@ -69,7 +69,7 @@ class VllmEngine:
         return self._result(prompts, outputs, seconds)
 
     @staticmethod
-    def _params(sampling: SamplingConfig):  # noqa: ANN205 - vllm type imported lazily
+    def _params(sampling: SamplingConfig):
         from vllm import SamplingParams
 
         return SamplingParams(

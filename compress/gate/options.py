@@ -14,6 +14,7 @@ from compress.engines import SamplingConfig
 from compress.errors import CompressError
 from compress.gate.thresholds import Thresholds, load_thresholds
 from compress.prompts import Prompt, load_prompts
+from compress.reports.json_report import check_report_path
 
 ENGINES = ("auto", "vllm", "hf")
 DTYPES = ("float32", "bfloat16", "float16")
@@ -143,6 +144,8 @@ def resolve_gate(
         repeats=repeats,
     )
     try:
+        if report_file:  # a folder the user named must exist; the default one is made
+            check_report_path(config.report_file)
         config = _with_variants(config, split_list(variants))
         prompts = load_prompts(config.prompts_file)
         thresholds = load_thresholds(config.thresholds_file)

@@ -82,6 +82,7 @@ def make_smollm2(dest: Path | None = None, force: bool = False) -> Path:
 def _convert(source: Path, out: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, LlamaForCausalLM
+    from transformers.initialization import no_init_weights
 
     started = time.perf_counter()
     with _progress("dequantize GGUF"):
@@ -97,7 +98,8 @@ def _convert(source: Path, out: Path) -> None:
     del gguf_model
 
     with _progress("copy weights into a plain LlamaForCausalLM"):
-        model = LlamaForCausalLM(config)
+        with no_init_weights():  # every weight is overwritten next: skip the random init (seconds)
+            model = LlamaForCausalLM(config)
         missing, unexpected = model.load_state_dict(state, strict=False)
         # A tied lm_head is absent from the GGUF state dict and shared with the embedding.
         missing = [k for k in missing if not (k == "lm_head.weight" and config.tie_word_embeddings)]

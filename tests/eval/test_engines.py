@@ -15,26 +15,20 @@ import pytest
 from compress.engines import SamplingConfig, open_engine
 from compress.metrics import compare_outputs
 from compress.prompts import load_prompts
-from compress.paths import sources_dir
+from compress.testing import local_model
 
 SAMPLING = SamplingConfig(temperature=0.0, min_tokens=8, max_tokens=64)
-MODELS = {
-    "smollm2": ("smollm2-135m-instruct", 0),
-    "tiny-exaone4": ("tiny-exaone4", 1),
-}
+MODELS = {"smollm2": 0, "tiny-exaone4": 1}  # model -> prompts allowed to differ between engines
 
 
 def _source(name: str) -> Path:
-    folder = sources_dir() / name
-    if not (folder / "manifest.json").is_file():
-        pytest.fail(f"local model {folder} is missing: run `python -m compress make-models` (tox -e compress)")
-    return folder
+    return local_model(name)
 
 
 @pytest.fixture(scope="module", params=list(MODELS), ids=list(MODELS))
 def outputs(request: pytest.FixtureRequest) -> dict:
     """Each model loaded once per engine; every prompt in one batched call per path."""
-    folder = _source(MODELS[request.param][0])
+    folder = _source(request.param)
     prompts = [p.text for p in load_prompts()]
     results: dict = {"name": request.param, "prompts": prompts}
     with open_engine(folder, engine="vllm") as eng:
@@ -63,7 +57,7 @@ def test_hf_chat_answers_every_prompt(outputs: dict) -> None:
 
 
 def test_engines_agree_in_float32(outputs: dict) -> None:
-    allowed = MODELS[outputs["name"]][1]
+    allowed = MODELS[outputs["name"]]
     vllm_texts, hf_texts = outputs["vllm_chat"].texts, outputs["hf_chat"].texts
     differing = [
         f"prompt {i} {outputs['prompts'][i]!r}:\n  vllm: {v!r}\n  hf:   {h!r}"
@@ -92,7 +86,7 @@ def test_load_time_is_apart_from_generation_time(outputs: dict) -> None:
 
 def test_smollm2_says_hello_like_measured() -> None:
     """ENVIRONMENT.md measured this answer on HF and vLLM CPU alike: a fixed point for the conversion."""
-    folder = _source("smollm2-135m-instruct")
+    folder = _source("smollm2")
     with open_engine(folder, engine="vllm") as eng:
         text = eng.chat(["hello"], SAMPLING).texts[0]
     assert text == "Hello! How can I assist you today?"

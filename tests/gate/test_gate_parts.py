@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -240,6 +243,10 @@ def test_variants_are_every_folder_but_the_baseline_and_builder_leftovers(tmp_pa
         ({"variants": "l29,l28"}, "--variants names l28, which {tmp}/m does not hold. Fix: pick from: l29"),
         ({"prompts_file": "{tmp}/p.toml"}, "prompts file {tmp}/p.toml holds no prompts"),
         ({"thresholds_file": "{tmp}/none.toml"}, "thresholds file {tmp}/none.toml does not exist"),
+        (
+            {"report_file": "{tmp}/no/such/gate.json"},
+            "report folder {tmp}/no/such does not exist. Fix: create it",
+        ),
     ],
 )
 def test_a_gate_that_cannot_run_keeps_the_reason(tmp_path: Path, kwargs: dict, expected: str) -> None:
@@ -288,3 +295,36 @@ def test_workers_get_their_own_gpu_unless_the_user_chose(monkeypatch: pytest.Mon
     assert pin_worker_gpus(None, 1) is None
     monkeypatch.setattr("compress.gate.session.visible_gpu_count", lambda: 0)
     assert pin_worker_gpus("gw0", 1) is None
+
+
+# --- case ids, markers, skips (a collection only: no model loads) ---------------------------------------
+
+
+def _collect(*args: str) -> list[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "tests/gate/test_release_gate.py", "--collect-only", "-q",
+         "-p", "no:cacheprovider", f"--rootdir={REPO}", *args],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    return [
+        line for line in proc.stdout.splitlines() if "::" in line or "collected" in line or "error" in line
+    ]
+
+
+def test_cases_are_named_variant_then_prompt_and_gpu_selects_only_speed_without_cuda(tmp_path: Path) -> None:
+    for name in ("base", "compressed-l29", "compressed-l29-llmc-awq", ".l28.tmp-7"):
+        (tmp_path / "tiny" / name).mkdir(parents=True)
+    ids = [line.split("::")[1] for line in _collect("--models-dir", str(tmp_path / "tiny")) if "::" in line]
+    assert "test_non_empty[compressed-l29-llmc-awq-hello]" in ids
+    assert "test_non_empty[base-ko-weather]" in ids and "test_golden[base]" in ids  # the baseline's own cases
+    assert not any(i.startswith(("test_similarity[base", "test_speedup[base")) for i in ids)  # cannot fail
+    assert (
+        "test_similarity[compressed-l29-ko-kimchi]" in ids and "test_variant_metrics[compressed-l29]" in ids
+    )
+    n_cases = 10 * 3 + 10 * 2 + 2 + 2 + 3  # non-empty x3, similarity x2, metrics x2, speedup x2, golden x3
+    assert len(ids) == n_cases and not any("l28" in i for i in ids)
+    import torch
+
+    gpu = [line for line in _collect("--models-dir", str(tmp_path / "tiny"), "-m", "gpu") if "::" in line]
+    assert len(gpu) == (n_cases if torch.cuda.is_available() else 2), gpu  # CUDA: the whole gate; else speed

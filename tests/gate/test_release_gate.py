@@ -44,8 +44,8 @@ def verdict() -> Iterator[None]:
         yield
     except GateFailure as failure:
         message = str(failure)
-    if message is not None:  # outside the except block: no "during handling" repeat of the message
-        pytest.fail(message, pytrace=False)
+    if message is not None:  # "from None": no "during handling of the above exception" repeat
+        raise pytest.fail.Exception(message, pytrace=False) from None
 
 
 def _usable(run: ModelRun, role: str) -> ModelRun:
