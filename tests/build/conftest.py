@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from compress import paths
 from compress.build import BuildResult, build_matrix
 from compress.recipe import Recipe, load_recipe
 
@@ -50,8 +51,10 @@ def tiny_exaone4_dir() -> Path:
 @pytest.fixture(scope="session")
 def tiny_matrix(tiny_exaone4_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> BuiltMatrix:
     """All eight tiny EXAONE-4 variants, quick profile, built once."""
-    out = tmp_path_factory.mktemp("matrix") / "tiny-exaone4"
+    # The shared matrix folder: tox builds it before the tests, so here it is normally reused at once, and the
+    # evaluation env's tests read the very folders these tests checked.
     recipe = load_recipe("tiny-exaone4", profile="quick")
+    out = paths.matrix_dir(recipe.matrix)
     started = time.perf_counter()
     results = build_matrix(recipe, out_dir=out)
     seconds = time.perf_counter() - started
@@ -64,8 +67,8 @@ def tiny_matrix(tiny_exaone4_dir: Path, tmp_path_factory: pytest.TempPathFactory
 @pytest.fixture(scope="session")
 def smollm2_l29(smollm2_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> BuiltMatrix:
     """SmolLM2's compressed-l29 and compressed-l29-distilled, quick profile (what the main job builds)."""
-    out = tmp_path_factory.mktemp("matrix") / "smollm2"
     recipe = load_recipe("smollm2", profile="quick")
+    out = paths.matrix_dir(recipe.matrix)
     started = time.perf_counter()
     results = build_matrix(recipe, out_dir=out, variants=["compressed-l29-distilled"])
     seconds = time.perf_counter() - started

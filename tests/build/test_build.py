@@ -35,7 +35,7 @@ EIGHT = [
 
 def test_the_matrix_holds_eight_complete_folders(tiny_matrix) -> None:
     assert sorted(r.variant for r in tiny_matrix.results) == sorted(EIGHT)
-    assert all(r.status == "built" for r in tiny_matrix.results)
+    assert all(r.status in ("built", "up to date") for r in tiny_matrix.results)
     for name in EIGHT:
         manifest = read_manifest(tiny_matrix[name])
         assert manifest is not None, f"{name} has no complete manifest"
