@@ -130,7 +130,8 @@ def build_matrix(
                 results.append(BuildResult(name, dest, "up to date", time.perf_counter() - started, fp))
                 tqdm.write(f"{name}: up to date ({dest})")
                 continue
-            tqdm.write(f"{name}: building from {variant.parent or 'the base model'} ...")
+            why = stale_because(dest, parts)
+            tqdm.write(f"{name}: building from {variant.parent or 'the base model'} ({why}) ...")
             _build_variant(recipe, variant, src, dest, ctx, parts=parts, fp=fp, base_dir=base_dir)
         seconds = time.perf_counter() - started
         results.append(BuildResult(name, dest, "built", seconds, fp))
@@ -138,9 +139,7 @@ def build_matrix(
     return results
 
 
-def matrix_status(
-    recipe: Recipe, *, out_dir: Path | None = None, base_dir: Path | None = None
-) -> dict[str, str]:
+def matrix_status(recipe: Recipe, *, out_dir: Path | None = None, base_dir: Path | None = None) -> dict[str, str]:
     """What a build would do, without building: per variant "up to date", "stale" (built from other
     inputs or parameters), "not built" (no complete folder), or "after <parent>" (its input is not built)."""
     out_dir = Path(out_dir) if out_dir is not None else paths.matrix_dir(recipe.matrix)
@@ -164,8 +163,30 @@ def matrix_status(
         if is_up_to_date(dest, fingerprint(parts)):
             status[name] = "up to date"
         else:
-            status[name] = "stale" if read_manifest(dest) is not None else "not built"
+            status[name] = stale_because(dest, parts)
     return status
+
+
+def stale_because(dest: Path, parts: dict) -> str:
+    """Why ``dest`` cannot be reused: "not built", or "stale: <changed fingerprint parts>"."""
+    manifest = read_manifest(dest)
+    if manifest is None:
+        return "not built"
+    old = manifest.get("fingerprint_parts")
+    changed = _differences(old, parts) if isinstance(old, dict) else ["format"]
+    return "stale: " + ", ".join(changed or ["files missing"]) + " changed"
+
+
+def _differences(old: object, new: object, path: str = "") -> list[str]:
+    """Dotted paths where two fingerprint-part trees differ (e.g. ``steps.0.params.n_grid``)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[str] = []
+        for key in sorted(set(old) | set(new)):
+            out += _differences(old.get(key), new.get(key), f"{path}.{key}" if path else str(key))
+        return out
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        return [d for i, (a, b) in enumerate(zip(old, new, strict=True)) for d in _differences(a, b, f"{path}.{i}")]
+    return [] if old == new else [path or "(all)"]
 
 
 def fingerprint_parts(
@@ -180,9 +201,7 @@ def fingerprint_parts(
     steps = []
     for step in variant.steps:
         builder = BUILDERS[step.kind]
-        steps.append(
-            {**step.describe(), "code": code_version(builder.modules), "tools": tool_versions(builder.tools)}
-        )
+        steps.append({**step.describe(), "code": code_version(builder.modules), "tools": tool_versions(builder.tools)})
     return {
         "format": FORMAT,
         "input": {"digest": input_digest, "fingerprint": parent_fingerprint},
@@ -222,13 +241,10 @@ def _build_variant(
             "digest": parts["input"]["digest"],
         },
         "lineage": [
-            {"variant": v.name, "steps": [s.describe() for s in v.steps]}
-            for v in recipe.lineage(variant.name)
+            {"variant": v.name, "steps": [s.describe() for s in v.steps]} for v in recipe.lineage(variant.name)
         ],
         "steps": [],
-        "tools": tool_versions(
-            ("torch", "transformers", "safetensors", "llmcompressor", "compressed-tensors")
-        ),
+        "tools": tool_versions(("torch", "transformers", "safetensors", "llmcompressor", "compressed-tensors")),
         "compress_version": __version__,
         "host": host(),
         "fingerprint": fp,
