@@ -122,13 +122,16 @@ def test_force_rebuilds_the_named_variant(tiny_matrix, tmp_path: Path) -> None:
 
 KILL_RECIPE = """
 base = "{base}"
+[step.prune]
+keep = 29
+drop = [0]
 [step.distill]
 steps = {steps}
 [step.awq]
 n_grid = {n_grid}
 num_samples = 42
 [[variant]]
-steps = ["distill"]
+steps = ["prune", "distill"]
 [[variant]]
 steps = ["awq"]
 """
@@ -160,14 +163,15 @@ def _run_until(cmd: list[str], marker: str, timeout: float = 240) -> tuple[subpr
 @pytest.mark.parametrize(
     ("variant", "marker"),
     [
-        pytest.param("base-distilled", "distill step 2/", id="during-distillation"),
+        pytest.param("compressed-l29-distilled", "distill step 2/", id="during-distillation"),
         pytest.param("base-llmc-awq", "Grid search", id="during-awq"),
     ],
 )
 def test_a_killed_build_leaves_nothing_that_looks_built(
     tiny_matrix, tiny_exaone4_dir: Path, tmp_path: Path, variant: str, marker: str
 ) -> None:
-    """tiny_matrix first: the base's answers are cached, so the killed run reaches its step quickly."""
+    """tiny_matrix first: the base's answers are cached, so the killed run reaches its step quickly. The
+    distilled variant is pruned first: distilling the base from itself is skipped (nothing to learn)."""
     slow = tmp_path / "slow.toml"
     slow.write_text(KILL_RECIPE.format(base=tiny_exaone4_dir, steps=100_000, n_grid=1000), encoding="utf-8")
     out = tmp_path / "m"
