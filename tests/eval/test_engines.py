@@ -18,7 +18,7 @@ from compress.prompts import load_prompts
 from compress.testing import local_model
 
 SAMPLING = SamplingConfig(temperature=0.0, min_tokens=8, max_tokens=64)
-MODELS = {"smollm2": 2, "tiny-exaone4": 2}  # prompts allowed to differ: batched HF left-padding vs vLLM (first clean run: SmolLM2 differed)
+MODELS = {"smollm2": 2, "tiny-exaone4": 2}  # prompts allowed to differ between engines
 
 
 def _source(name: str) -> Path:
