@@ -203,8 +203,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     gpu_items = [
         it
         for it in items
-        if (it.get_closest_marker("gpu") or it.get_closest_marker("gate"))
-        and not it.get_closest_marker("skip")
+        if (it.get_closest_marker("gpu") or it.get_closest_marker("gate")) and not it.get_closest_marker("skip")
     ]
     if not gpu_items:
         return  # no torch import (seconds) when nothing could need CUDA
@@ -278,9 +277,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     parts = list(config.stash.get(WORKER_RUNS, []))
     if gate is not None:
-        parts.append(
-            {"runs": dict(gate.runs), "loads": gate.loads, "warmup": gate.warmup, "repeats": gate.repeats}
-        )
+        parts.append({"runs": dict(gate.runs), "loads": gate.loads, "warmup": gate.warmup, "repeats": gate.repeats})
     runs = {}
     for part in parts:
         for name, run in part["runs"].items():

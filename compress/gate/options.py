@@ -88,9 +88,7 @@ def is_leftover(folder: Path) -> bool:
 def list_variants(models_dir: Path, baseline: str) -> list[str]:
     """Every variant folder except the baseline, sorted. Folders without config.json are kept: a broken
     variant must fail the gate, not vanish from it."""
-    return sorted(
-        p.name for p in models_dir.iterdir() if p.is_dir() and not is_leftover(p) and p.name != baseline
-    )
+    return sorted(p.name for p in models_dir.iterdir() if p.is_dir() and not is_leftover(p) and p.name != baseline)
 
 
 def default_report_file(rootdir: Path, name: str) -> Path:
@@ -159,8 +157,7 @@ def _with_variants(config: GateConfig, asked: list[str]) -> GateConfig:
     if not folder.is_dir():
         raise CompressError(
             f"--models-dir {folder} does not exist",
-            "pass the folder that holds the variant folders "
-            "(e.g. $EXAONE_COMPRESSION_HOME/models/tiny-exaone4)",
+            "pass the folder that holds the variant folders (e.g. $EXAONE_COMPRESSION_HOME/models/tiny-exaone4)",
         )
     if not (folder / config.baseline).is_dir():
         raise CompressError(

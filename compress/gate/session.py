@@ -80,9 +80,7 @@ class GateSession:
             tensor_parallel_size=cfg.tensor_parallel_size,
             trust_remote_code=cfg.trust_remote_code,
         )
-        self.loads.append(
-            {"variant": variant, "worker": self.worker, "pid": os.getpid(), "status": run.status}
-        )
+        self.loads.append({"variant": variant, "worker": self.worker, "pid": os.getpid(), "status": run.status})
         return run
 
     def _shared_baseline(self) -> ModelRun:
@@ -131,9 +129,7 @@ def run_to_dict(run: ModelRun) -> dict:
             "seconds": run.result.seconds,
             "metadata": run.result.metadata,
         },
-        "timing": None
-        if run.timing is None
-        else {"runs": run.timing.runs, "output_tokens": run.timing.output_tokens},
+        "timing": None if run.timing is None else {"runs": run.timing.runs, "output_tokens": run.timing.output_tokens},
     }
 
 
@@ -154,9 +150,7 @@ def run_from_dict(data: dict) -> ModelRun:
             seconds=result["seconds"],
             metadata=result.get("metadata") or {},
         ),
-        timing=None
-        if timing is None
-        else Timing(runs=list(timing["runs"]), output_tokens=timing["output_tokens"]),
+        timing=None if timing is None else Timing(runs=list(timing["runs"]), output_tokens=timing["output_tokens"]),
     )
 
 

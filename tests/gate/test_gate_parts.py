@@ -103,9 +103,7 @@ def test_the_checked_in_thresholds_file_is_valid() -> None:
 def test_non_empty_fails_on_whitespace_and_shows_both_sides() -> None:
     empty = Generation(prompt="hello", text=" \n", prompt_tokens=3, output_tokens=8, finish_reason="length")
     with pytest.raises(GateFailure) as err:
-        check_non_empty(
-            variant="l29", baseline="base", prompt=PROMPTS[0], answer=empty, baseline_answer="Hi!"
-        )
+        check_non_empty(variant="l29", baseline="base", prompt=PROMPTS[0], answer=empty, baseline_answer="Hi!")
     msg = str(err.value)
     assert msg.startswith("non-empty: l29 answered nothing visible to 'hello' (8 tokens generated")
     assert "l29:    ' \\n'" in msg and "base:   'Hi!'" in msg
@@ -123,10 +121,7 @@ def test_similarity_names_the_miss_and_the_floor_source(tmp_path: Path) -> None:
     kwargs = dict(variant="l29", baseline="base", prompt=PROMPTS[0], answer="Bye", baseline_answer="Hello")
     with pytest.raises(GateFailure) as err:
         check_similarity(**kwargs, similarity=0.2, thresholds=th)
-    assert (
-        str(err.value).splitlines()[0]
-        == "similarity: 0.200 < min 0.500 (short by 0.300) for l29 vs base on 'hello'"
-    )
+    assert str(err.value).splitlines()[0] == "similarity: 0.200 < min 0.500 (short by 0.300) for l29 vs base on 'hello'"
     assert "floor from thresholds.toml [defaults]" in str(err.value)
     check_similarity(**kwargs, similarity=0.5, thresholds=th)  # at the floor passes
 
@@ -143,15 +138,11 @@ def test_variant_metrics_report_every_missed_floor_at_once(tmp_path: Path) -> No
             thresholds=th,
         )
     first = str(err.value).splitlines()[0]
-    assert first.startswith(
-        "e vs base: non-empty: 1/3 prompts answered (rate 0.33 < floor 1.00, short by 0.67)"
-    )
+    assert first.startswith("e vs base: non-empty: 1/3 prompts answered (rate 0.33 < floor 1.00, short by 0.67)")
     assert "avg similarity 0.333 < floor 0.500" in first and "exact match 1/3 = 0.33 < floor 0.50" in first
     assert "no answer to: hello, ko-capital" in str(err.value)
     good = compare_outputs(["a", "b", "c"], ["a", "b", "c"])
-    check_variant_metrics(
-        variant="g", baseline="base", prompt_ids=["1", "2", "3"], comparison=good, thresholds=th
-    )
+    check_variant_metrics(variant="g", baseline="base", prompt_ids=["1", "2", "3"], comparison=good, thresholds=th)
 
 
 def test_speedup_failure_shows_medians_and_spread(tmp_path: Path) -> None:
@@ -159,21 +150,14 @@ def test_speedup_failure_shows_medians_and_spread(tmp_path: Path) -> None:
     base = Timing(runs=[1.18, 1.20, 1.25], output_tokens=600)
     slow = Timing(runs=[3.3, 3.4, 3.6], output_tokens=600)
     with pytest.raises(GateFailure) as err:
-        check_speedup(
-            variant="slow", baseline="base", baseline_timing=base, timing=slow, warmup=1, thresholds=th
-        )
+        check_speedup(variant="slow", baseline="base", baseline_timing=base, timing=slow, warmup=1, thresholds=th)
     first = str(err.value).splitlines()[0]
     assert first == (
         "speedup 0.35x < floor 0.80x for slow vs base (baseline median 1.20 s ±3%, candidate 3.40 s ±4%; "
         "token-normalised)"
     )
     assert "3 timed batches after 1 warm-up" in str(err.value)
-    assert (
-        check_speedup(
-            variant="b", baseline="base", baseline_timing=base, timing=base, warmup=1, thresholds=th
-        )
-        == 1
-    )
+    assert check_speedup(variant="b", baseline="base", baseline_timing=base, timing=base, warmup=1, thresholds=th) == 1
 
 
 # --- golden files ---------------------------------------------------------------------------------------
@@ -214,9 +198,7 @@ def test_golden_problem_names_missing_and_broken_files(tmp_path: Path) -> None:
     )
     path.write_text('{"outputs": ', encoding="utf-8")
     msg = golden_problem(path, variant="l29", key="vllm-float32", updating=False)
-    assert (
-        msg is not None and "is not valid JSON (Expecting value: line 1" in msg and "--snapshot-update" in msg
-    )
+    assert msg is not None and "is not valid JSON (Expecting value: line 1" in msg and "--snapshot-update" in msg
     assert golden_problem(path, variant="l29", key="vllm-float32", updating=True) is None
     path.write_text("{}", encoding="utf-8")
     assert golden_problem(path, variant="l29", key="vllm-float32", updating=False) is None
@@ -254,9 +236,7 @@ def test_a_gate_that_cannot_run_keeps_the_reason(tmp_path: Path, kwargs: dict, e
     (tmp_path / "m" / "l29").mkdir()
     (tmp_path / "p.toml").write_text("# nothing\n")
     args = {"models_dir": str(tmp_path / "m"), "rootdir": REPO}
-    args.update(
-        {k: v.format(tmp=tmp_path) if k != "models_dir" else str(tmp_path / v) for k, v in kwargs.items()}
-    )
+    args.update({k: v.format(tmp=tmp_path) if k != "models_dir" else str(tmp_path / v) for k, v in kwargs.items()})
     setup = resolve_gate(**args)
     assert not setup.ready and setup.problem is not None
     assert expected.format(tmp=tmp_path) in setup.problem
@@ -278,9 +258,7 @@ def test_model_runs_survive_the_trip_through_json() -> None:
     run = _run("l29", ["a", "", "c"])
     again = run_from_dict(json.loads(json.dumps(run_to_dict(run))))
     assert again == run and again.timing is not None and again.timing.median == 0.55
-    failed = ModelRun(
-        name="x", model_dir="/m/x", status="failed", error="model folder /m/x has no config.json."
-    )
+    failed = ModelRun(name="x", model_dir="/m/x", status="failed", error="model folder /m/x has no config.json.")
     assert run_from_dict(run_to_dict(failed)) == failed
 
 
@@ -307,9 +285,7 @@ def _collect(*args: str) -> list[str]:
          "-p", "no:cacheprovider", f"--rootdir={REPO}", *args],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
-    return [
-        line for line in proc.stdout.splitlines() if "::" in line or "collected" in line or "error" in line
-    ]
+    return [line for line in proc.stdout.splitlines() if "::" in line or "collected" in line or "error" in line]
 
 
 def test_cases_are_named_variant_then_prompt_and_gpu_selects_only_speed_without_cuda(tmp_path: Path) -> None:
@@ -319,9 +295,7 @@ def test_cases_are_named_variant_then_prompt_and_gpu_selects_only_speed_without_
     assert "test_non_empty[compressed-l29-llmc-awq-hello]" in ids
     assert "test_non_empty[base-ko-weather]" in ids and "test_golden[base]" in ids  # the baseline's own cases
     assert not any(i.startswith(("test_similarity[base", "test_speedup[base")) for i in ids)  # cannot fail
-    assert (
-        "test_similarity[compressed-l29-ko-kimchi]" in ids and "test_variant_metrics[compressed-l29]" in ids
-    )
+    assert "test_similarity[compressed-l29-ko-kimchi]" in ids and "test_variant_metrics[compressed-l29]" in ids
     n_cases = 10 * 3 + 10 * 2 + 2 + 2 + 3  # non-empty x3, similarity x2, metrics x2, speedup x2, golden x3
     assert len(ids) == n_cases and not any("l28" in i for i in ids)
     import torch

@@ -242,25 +242,19 @@ def test_the_run_leaves_goldens_a_report_and_junit(first_run: FirstRun, selfchec
     report = json.loads((selfcheck / "reports" / f"{GATE}.json").read_text(encoding="utf-8"))
     assert report["kind"] == "eval-compare" and report["baseline"] == "base"
     assert report["models"]["nochat"]["status"] == "failed"
-    assert (
-        report["models"]["good"]["exact_match"] == 1.0 and report["models"]["empty"]["non_empty_count"] == 0
-    )
+    assert report["models"]["good"]["exact_match"] == 1.0 and report["models"]["empty"]["non_empty_count"] == 0
     assert report["models"]["slow"]["token_speedup"] < 0.8
     assert (selfcheck / "reports" / f"{GATE}.md").is_file()
     assert f"release gate {GATE}" in proc.stdout
 
 
-def test_golden_mismatches_fail_and_only_snapshot_update_rewrites(
-    first_run: FirstRun, selfcheck: Path
-) -> None:
+def test_golden_mismatches_fail_and_only_snapshot_update_rewrites(first_run: FirstRun, selfcheck: Path) -> None:
     golden = selfcheck / "golden" / GATE
     good, empty = golden / "good.vllm-float32.json", golden / "empty.vllm-float32.json"
     written = {p: p.read_text(encoding="utf-8") for p in (good, empty)}
     tampered = json.loads(written[good])
     tampered["outputs"]["hello"]["answer"] = "tampered answer"
-    good.write_text(
-        json.dumps(tampered, indent=2, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8"
-    )
+    good.write_text(json.dumps(tampered, indent=2, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8")
     empty.write_text('{"outputs": {', encoding="utf-8")
     before = {p: p.read_text(encoding="utf-8") for p in (good, empty)}
 
