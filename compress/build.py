@@ -40,7 +40,7 @@ from compress.manifest import (
     tool_versions,
 )
 from compress.models.atomic import atomic_folder, folder_lock, read_manifest
-from compress.models.checks import check_model_folder
+from compress.models.checks import check_model_folder, read_config
 from compress.prompts import load_training_prompts
 from compress.recipe import Recipe, Variant
 
@@ -96,6 +96,7 @@ def build_matrix(
     order = recipe.select(variants)
     forced = set(variants or order) if force else set()
     base_dir = base_dir or resolve_base(recipe.base, trust_remote_code=recipe.trust_remote_code)
+    check_plan(recipe, order, base_dir)
     ctx = BuildContext(
         base_dir=base_dir,
         trust_remote_code=recipe.trust_remote_code,
@@ -137,6 +138,30 @@ def build_matrix(
         results.append(BuildResult(name, dest, "built", seconds, fp))
         tqdm.write(f"{name}: built in {seconds:.1f} s ({dest})")
     return results
+
+
+def check_plan(recipe: Recipe, order: list[str], base_dir: Path) -> None:
+    """Check what can be checked before anything is written: every prune step's ``keep`` and ``drop``
+    against the layer count it will meet (the base's, or the ``keep`` of the prune before it), so a bad
+    index fails in a second instead of after the steps before it ran, and leaves no folder behind."""
+    from compress.builders import prune
+
+    if not any(step.kind == "prune" for name in order for step in recipe.variants[name].steps):
+        return
+    layers: dict[str, int] = {}  # decoder layers of each variant's output; parents come first in ``order``
+    base_layers = prune.num_layers(read_config(base_dir))
+    for name in order:
+        variant = recipe.variants[name]
+        n = layers[variant.parent] if variant.parent else base_layers
+        for step in variant.steps:
+            if step.kind != "prune":
+                continue
+            try:
+                prune.check_params(n, step.params)  # type: ignore[arg-type]
+            except CompressError as err:
+                raise CompressError(f"recipe {recipe.source}, variant {name}: {err.what}", err.fix) from None
+            n = step.params.keep  # type: ignore[attr-defined]
+        layers[name] = n
 
 
 def matrix_status(recipe: Recipe, *, out_dir: Path | None = None, base_dir: Path | None = None) -> dict[str, str]:

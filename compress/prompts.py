@@ -35,10 +35,16 @@ def load_prompts(path: str | Path | None = None) -> list[Prompt]:
     file = Path(path) if path is not None else _packaged(GATE_PROMPTS)
     if not file.is_file():
         raise CompressError(f"prompts file {file} does not exist", "pass an existing file to --prompts-file")
-    raw = file.read_text(encoding="utf-8")
     try:
-        prompts = _parse(file, raw)
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError, TypeError, KeyError, AttributeError) as exc:
+        prompts = _parse(file, file.read_text(encoding="utf-8"))
+    except (
+        tomllib.TOMLDecodeError,
+        json.JSONDecodeError,
+        UnicodeDecodeError,
+        TypeError,
+        KeyError,
+        AttributeError,
+    ) as exc:
         raise CompressError(
             f"prompts file {file} is malformed ({type(exc).__name__}: {exc})",
             "use [[prompt]] tables with id and text (TOML), a JSON list of strings or "
@@ -61,6 +67,8 @@ def load_training_prompts() -> list[Prompt]:
 def _parse(file: Path, raw: str) -> list[Prompt]:
     if file.suffix == ".toml":
         entries = tomllib.loads(raw).get("prompt", [])
+        if not isinstance(entries, list):
+            raise TypeError(f"'prompt' is a {type(entries).__name__}, not an array of [[prompt]] tables")
         return [_entry(e, i) for i, e in enumerate(entries)]
     if file.suffix == ".json":
         entries = json.loads(raw)
@@ -75,7 +83,12 @@ def _entry(entry: object, index: int) -> Prompt:
     if isinstance(entry, str):
         text, pid, lang = entry, f"p{index:02d}", "en"
     elif isinstance(entry, dict):
-        text, pid, lang = entry["text"], str(entry.get("id", f"p{index:02d}")), str(entry.get("lang", "en"))
+        if "text" not in entry:
+            raise KeyError(f"prompt {index} has no 'text'")
+        text, pid, lang = entry["text"], entry.get("id", f"p{index:02d}"), str(entry.get("lang", "en"))
+        if isinstance(pid, bool) or not isinstance(pid, str | int) or not str(pid).strip():
+            raise TypeError(f"prompt {index} has id {pid!r}; ids are non-empty strings or integers")
+        pid = str(pid)
     else:
         raise TypeError(f"prompt {index} is a {type(entry).__name__}, not a string or table")
     if not isinstance(text, str) or not text.strip():

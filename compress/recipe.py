@@ -168,10 +168,8 @@ def load_recipe(name_or_path: str | Path, profile: str | None = None) -> Recipe:
     path = find_recipe(name_or_path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise CompressError(
-            f"recipe {path} is not valid TOML ({exc})", "fix the syntax at that line"
-        ) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise CompressError(f"recipe {path} is not valid TOML ({exc})", "fix the syntax at that line") from None
     data.setdefault("matrix", path.stem)
     return parse_recipe(data, profile=profile, source=str(path))
 
@@ -262,6 +260,12 @@ def _resolve_names(spec: RecipeFile, steps: list[tuple[Step, ...]], source: str)
             name = v.name or derive_name(parent_name, steps[i])
             if not NAME_RE.match(name):
                 raise CompressError(f"recipe {source}: variant name {name!r} is not a folder name", _FIX_NAME)
+            if name == BASE and steps[i]:
+                raise CompressError(
+                    f"recipe {source}: a variant with steps is named {BASE!r}, the name of the base model's copy "
+                    "(the gate's default baseline)",
+                    "give it another name, or remove its steps",
+                )
             if name in ordered:
                 raise CompressError(
                     f"recipe {source}: two variants are named {name!r}",

@@ -114,6 +114,26 @@ def check_drop(n_layers: int, drop: Iterable[int]) -> tuple[int, ...]:
     return tuple(sorted(drop))
 
 
+def check_params(n_layers: int, params: PruneParams) -> tuple[int, ...] | None:
+    """Check ``keep`` and ``drop`` against a model of ``n_layers`` layers; returns the sorted indices to drop
+    (None: chosen later by importance). Pure, so a build can check every prune step before writing anything."""
+    if params.keep >= n_layers:
+        raise CompressError(
+            f"prune keep={params.keep} does not remove anything from a model with {n_layers} layers",
+            f"set keep to at most {n_layers - 1}",
+        )
+    if params.drop is None:
+        return None
+    drop = check_drop(n_layers, params.drop)
+    if len(drop) != n_layers - params.keep:
+        raise CompressError(
+            f"prune drop lists {len(drop)} layers, but keep={params.keep} of {n_layers} means "
+            f"dropping {n_layers - params.keep}",
+            f"list {n_layers - params.keep} indices, or set keep={n_layers - len(drop)}",
+        )
+    return drop
+
+
 def prune_config(config: dict, drop: Iterable[int]) -> tuple[dict, dict[int, int]]:
     """The config after dropping ``drop``, and the map old layer index -> new index. Pure: no I/O.
 
@@ -234,20 +254,10 @@ def run(src: Path, out: Path, params: PruneParams, ctx: BuildContext) -> dict[st
     config = read_config(src)
     n = num_layers(config)
     layout_for(config)
-    if params.keep >= n:
-        raise CompressError(
-            f"prune keep={params.keep} does not remove anything from a model with {n} layers",
-            f"set keep to at most {n - 1}",
-        )
+    given = check_params(n, params)
     result: dict[str, Any] = {}
-    if params.drop is not None:
-        drop = check_drop(n, params.drop)
-        if len(drop) != n - params.keep:
-            raise CompressError(
-                f"prune drop lists {len(drop)} layers, but keep={params.keep} of {n} means "
-                f"dropping {n - params.keep}",
-                f"list {n - params.keep} indices, or set keep={n - len(drop)}",
-            )
+    if given is not None:
+        drop = given
         result["selection"] = "index"
     else:
         samples = base_answers(ctx, max_new_tokens=params.max_answer_tokens, device=params.device)

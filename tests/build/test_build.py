@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from compress.build import build_matrix, matrix_status
+from compress.gate.options import list_variants
 from compress.models.atomic import read_manifest
 from compress.models.checks import check_model_folder
 from compress.recipe import load_recipe
@@ -183,6 +184,7 @@ def test_a_killed_build_leaves_nothing_that_looks_built(
     assert read_manifest(dest) is None, "a killed build left a folder that looks built"
     assert list(out.glob(f"{variant}.tmp-*")), "the kill came before the step started writing"
     assert matrix_status(load_recipe(slow), out_dir=out)[variant] == "not built"
+    assert list_variants(out, "base") == [], "the gate must not take the killed build's folders for variants"
 
     fast = tmp_path / "fast.toml"
     fast.write_text(KILL_RECIPE.format(base=tiny_exaone4_dir, steps=2, n_grid=3), encoding="utf-8")
