@@ -7,6 +7,7 @@ this file). Without ``--models-dir`` the gate's cases are skipped and nothing he
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -130,7 +131,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="timed batches per model (default: 3 when a speed case runs, else 1)",
+        help="timed speed rounds per variant, each interleaved with the baseline on CUDA (default: 8 when a "
+        "speed case runs; else batches of the answers, default 1)",
     )
     add(
         "--gate-warmup",
@@ -138,7 +140,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="untimed batches before timing (default: 1 when a speed case runs, else 0)",
+        help="untimed rounds before the timed ones (default: 2 when a speed case runs, else 0)",
+    )
+    add(
+        "--gate-speed-batch",
+        dest="gate_speed_batch",
+        type=int,
+        default=None,
+        metavar="N",
+        help="sequences per timed round, the prompts cycled, each exactly max_tokens long (default: each prompt "
+        "once); raise it where decoding at small batch is host-bound and a variant's gain cannot show",
+    )
+    add(
+        "--gate-gpu-memory-utilization",
+        dest="gate_gpu_memory_utilization",
+        type=float,
+        default=None,
+        metavar="F",
+        help="vLLM's GPU share per engine (default: vLLM's, or 0.4 when the baseline stays loaded for timing)",
     )
     add(
         "--speed-on-cpu",
@@ -170,6 +189,8 @@ def pytest_configure(config: pytest.Config) -> None:
         speed_on_cpu=opt.gate_speed_on_cpu,
         warmup=opt.gate_warmup,
         repeats=opt.gate_repeats,
+        speed_batch=opt.gate_speed_batch,
+        gpu_memory_utilization=opt.gate_gpu_memory_utilization,
     )
     config.stash[cases.SETUP] = setup
     config.stash[WORKER_RUNS] = []
@@ -184,9 +205,13 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
     worker = getattr(config, "workerinput", {}).get("workerid")
     if worker is None:
-        if not getattr(opt, "xmlpath", None) and not opt.collectonly:
+        # the default JUnit XML goes beside the report; a report folder that does not exist is an error the
+        # cases report, so it is not created here behind the user's back
+        report_dir_ok = setup.problem is None or cfg.report_file.parent.is_dir()
+        if not getattr(opt, "xmlpath", None) and not opt.collectonly and report_dir_ok:
             opt.xmlpath = str(junit_file_for(cfg.report_file))
-            Path(opt.xmlpath).parent.mkdir(parents=True, exist_ok=True)
+            if setup.problem is None:
+                Path(opt.xmlpath).parent.mkdir(parents=True, exist_ok=True)
         if getattr(opt, "numprocesses", None) and getattr(opt, "dist", "no") == "load":
             opt.dist = "loadgroup"  # one worker per variant: no model loaded twice
         if config.pluginmanager.hasplugin("xdist"):
@@ -232,7 +257,7 @@ def _has_cuda() -> bool:
 
 
 @pytest.fixture(scope="session")
-def gate_session(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> GateSession:
+def gate_session(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GateSession]:
     """The gate's cache of model runs. Errors every gate case with the reason when the gate cannot run."""
     config = request.config
     setup = config.stash[cases.SETUP]
@@ -242,14 +267,18 @@ def gate_session(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
         pytest.skip(cases.SKIP_NO_GATE)
     worker = getattr(config, "workerinput", {}).get("workerid")
     shared = tmp_path_factory.getbasetemp().parent if worker else None
+    measure_speed = config.stash.get(cases.MEASURE_SPEED, False)
     session = GateSession(
         setup,
-        measure_speed=config.stash.get(cases.MEASURE_SPEED, False),
+        measure_speed=measure_speed,
         shared_dir=shared,
         worker=worker or "main",
+        # two resident engines (baseline and variant, timed in turns) need CUDA; vLLM CPU runs in-process
+        speed_mode="interleaved" if measure_speed and _has_cuda() else "sequential",
     )
     config.stash[SESSION] = session
-    return session
+    yield session
+    session.close()
 
 
 @pytest.fixture

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import logging
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from compress.engines import BatchResult, SamplingConfig, open_engine
+from compress.engines.base import Engine
 from compress.errors import CompressError
 from compress.evaluation.timing import Timing, measure
 
@@ -26,6 +29,9 @@ class ModelRun:
     result: BatchResult | None = None
     timing: Timing | None = None
     engine: dict = field(default_factory=dict)
+    speed: Any = None
+    """The release gate's speed rounds (compress.evaluation.speed): paired with the baseline's when both
+    engines were resident, else this model's own rounds, paired later."""
 
     @property
     def ok(self) -> bool:
@@ -49,9 +55,14 @@ def run_model(
     tensor_parallel_size: int = 1,
     trust_remote_code: bool = False,
     catch: bool = True,
+    while_loaded: Callable[[Engine, ModelRun], None] | None = None,
+    **engine_kwargs: object,
 ) -> ModelRun:
     """Load ``model_dir`` once and measure it. With ``catch``, a model that fails to load or crashes is
-    returned as ``status="failed"`` with the error, so the caller can go on with the other models."""
+    returned as ``status="failed"`` with the error, so the caller can go on with the other models.
+
+    ``while_loaded(engine, run)`` runs after the answers, before the engine closes (the gate's speed
+    rounds), so a model is never loaded twice. ``engine_kwargs`` go to vLLM (e.g. gpu_memory_utilization)."""
     run = ModelRun(name=name, model_dir=str(model_dir))
     try:
         with open_engine(
@@ -60,10 +71,13 @@ def run_model(
             dtype=dtype,
             tensor_parallel_size=tensor_parallel_size,
             trust_remote_code=trust_remote_code,
+            **engine_kwargs,
         ) as eng:
             run.load_seconds = eng.load_seconds
             run.engine = eng.describe()
             run.result, run.timing = measure(eng, prompts, sampling, warmup=warmup, repeats=repeats)
+            if while_loaded is not None:
+                while_loaded(eng, run)
     except Exception as exc:
         if not catch:
             raise

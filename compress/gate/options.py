@@ -49,7 +49,12 @@ class GateConfig:
     """Run the speed floors without CUDA (the gate's self-check only: shared-CPU timings are noise)."""
     warmup: int | None = None
     repeats: int | None = None
-    """None: 1 warm-up and 3 timed batches when a speed case runs, else 0 and 1 (the texts are the same)."""
+    """Speed rounds (warm-up, timed) when a speed case runs (None: 2 and 8), else batches of the answers
+    (None: 0 and 1: greedy text is the same every time)."""
+    speed_batch: int | None = None
+    """Sequences per timed round (the prompts cycled); None: each prompt once."""
+    gpu_memory_utilization: float | None = None
+    """vLLM's share of a GPU per engine; None: vLLM's default, or 0.4 when two engines share it for timing."""
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
 
     @property
@@ -118,6 +123,8 @@ def resolve_gate(
     speed_on_cpu: bool = False,
     warmup: int | None = None,
     repeats: int | None = None,
+    speed_batch: int | None = None,
+    gpu_memory_utilization: float | None = None,
 ) -> GateSetup:
     """Build the gate from option values. ``models_dir=None`` means no gate was asked for."""
     if not models_dir:
@@ -140,6 +147,8 @@ def resolve_gate(
         speed_on_cpu=speed_on_cpu,
         warmup=warmup,
         repeats=repeats,
+        speed_batch=speed_batch,
+        gpu_memory_utilization=gpu_memory_utilization,
     )
     try:
         if report_file:  # a folder the user named must exist; the default one is made

@@ -6,13 +6,15 @@ gate report and an eval-compare report read the same way; the pass/fail verdicts
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from compress.evaluation.compare import build_report
 from compress.evaluation.run import ModelRun
+from compress.evaluation.speed import SpeedRounds
 from compress.gate.options import GateSetup
 from compress.reports import write_compare_reports
-from compress.reports.json_report import Settings
+from compress.reports.json_report import Settings, atomic_file
 
 NOT_RUN = "not run in this gate session (no selected case needed it)"
 
@@ -35,4 +37,14 @@ def write_gate_report(setup: GateSetup, runs: dict[str, ModelRun], *, warmup: in
     )
     report = build_report(baseline, candidates, setup.prompts, cfg.sampling, settings)
     cfg.report_file.parent.mkdir(parents=True, exist_ok=True)
-    return write_compare_reports(report, cfg.report_file)["json"]
+    written = write_compare_reports(report, cfg.report_file)["json"]
+    speed = {run.name: run.speed.to_dict() for run in candidates if isinstance(run.speed, SpeedRounds)}
+    if speed:  # every timed round of the speed verdicts, baseline and candidate side by side
+        with atomic_file(speed_file_for(cfg.report_file)) as handle:
+            handle.write(json.dumps(speed, indent=1) + "\n")
+    return written
+
+
+def speed_file_for(report_file: Path) -> Path:
+    """reports/gate/tiny-exaone4.json -> reports/gate/tiny-exaone4-speed.json"""
+    return report_file.with_name(f"{report_file.stem}-speed.json")

@@ -1,9 +1,16 @@
 """The gate's session cache: each variant is loaded once, all prompts in one batch, and tests read the result.
 
-``run_model`` loads a folder, generates (warm-up + timed repeats) and frees the engine before returning, so
-one engine is alive at a time and the cache holds plain data only. Under pytest-xdist every worker needs the
-baseline's answers: the first worker to ask generates them and leaves them in the session's shared temp folder
-(behind a file lock, the pattern from the pytest-xdist docs); the others read that file.
+``run_model`` loads a folder, generates and frees the engine before returning, so the cache holds plain data
+only. Under pytest-xdist every worker needs the baseline's answers: the first worker to ask generates them and
+leaves them in the session's shared temp folder (behind a file lock, the pattern from the pytest-xdist docs);
+the others read that file.
+
+When speed cases run (compress/evaluation/speed.py says why they are measured this way): on CUDA the
+baseline stays loaded in each worker as the timing reference (its own GPU share: ``gpu_memory_utilization``),
+and each variant, while loaded, is timed in rounds interleaved with it. That is the one model a worker may
+hold twice in a session: the answers come from one load, and a GPU's timings need its own reference. Without
+CUDA (``--speed-on-cpu``) two vLLM engines cannot share the process, so each model times its rounds while
+loaded and the rounds are paired afterwards.
 """
 
 from __future__ import annotations
@@ -17,20 +24,40 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
-from compress.engines import BatchResult, Generation
+from compress.engines import BatchResult, Generation, open_engine
+from compress.engines.base import Engine
 from compress.evaluation.run import ModelRun, run_model
-from compress.evaluation.timing import Timing
+from compress.evaluation.speed import (
+    Mode,
+    SpeedRounds,
+    SpeedWorkload,
+    interleaved_rounds,
+    sequential_rounds,
+    time_rounds,
+)
+from compress.evaluation.timing import Timing, measure
 from compress.gate.options import GateSetup
 from compress.metrics import OutputComparison, compare_outputs
 
 log = logging.getLogger(__name__)
+
+SPEED_ROUNDS = 8
+SPEED_WARMUP = 2
+SHARED_GPU_MEMORY = 0.4
+"""Each of the two resident engines' share of a GPU when speed is timed (vLLM's default 0.9 fits one)."""
 
 
 class GateSession:
     """Runs and caches the variants of one gate. ``shared_dir`` is set under xdist (see module docstring)."""
 
     def __init__(
-        self, setup: GateSetup, *, measure_speed: bool, shared_dir: Path | None = None, worker: str = "main"
+        self,
+        setup: GateSetup,
+        *,
+        measure_speed: bool,
+        shared_dir: Path | None = None,
+        worker: str = "main",
+        speed_mode: Mode | None = None,
     ) -> None:
         if not setup.ready or setup.config is None:
             raise ValueError(f"gate is not ready: {setup.problem or 'no --models-dir'}")
@@ -40,12 +67,21 @@ class GateSession:
         self.worker = worker
         self.shared_dir = shared_dir
         cfg = self.config
-        self.warmup = cfg.warmup if cfg.warmup is not None else (1 if measure_speed else 0)
-        self.repeats = cfg.repeats if cfg.repeats is not None else (3 if measure_speed else 1)
+        self.speed_mode: Mode | None = (speed_mode or "sequential") if measure_speed else None
+        """None: no speed case runs; "interleaved" needs two resident engines (CUDA)."""
+        if measure_speed:
+            self.warmup = cfg.warmup if cfg.warmup is not None else SPEED_WARMUP
+            self.repeats = cfg.repeats if cfg.repeats is not None else SPEED_ROUNDS
+        else:
+            self.warmup = cfg.warmup if cfg.warmup is not None else 0
+            self.repeats = cfg.repeats if cfg.repeats is not None else 1
+        self.workload = SpeedWorkload.for_gate([p.text for p in self.prompts], cfg.sampling, cfg.speed_batch)
         self.runs: dict[str, ModelRun] = {}
         self.loads: list[dict] = []
         """One entry per model this process loaded: proof that no model was loaded twice."""
         self._comparisons: dict[str, OutputComparison] = {}
+        self._reference: Engine | None = None
+        self._reference_error: str | None = None
 
     def run(self, variant: str) -> ModelRun:
         """The variant's run, made on first use. Load failures come back as ``status="failed"``."""
@@ -65,22 +101,106 @@ class GateSession:
             self._comparisons[variant] = compare_outputs(self.baseline().texts, self.run(variant).texts)
         return self._comparisons[variant]
 
+    def speed(self, variant: str) -> SpeedRounds:
+        """The variant's timed rounds paired with the baseline's (call only when speed cases run)."""
+        run = self.run(variant)
+        if isinstance(run.speed, SpeedRounds):
+            return run.speed
+        base = self.baseline()
+        if self.speed_mode == "interleaved":
+            raise RuntimeError(self._reference_error or f"{variant} has no speed rounds")
+        if not isinstance(base.speed, list) or not isinstance(run.speed, list):
+            raise RuntimeError(f"{variant} or the baseline has no speed rounds")
+        return sequential_rounds(base.speed, run.speed, self.workload, self.warmup)
+
+    def close(self) -> None:
+        """Free the resident timing reference (end of the session)."""
+        if self._reference is not None:
+            with contextlib.suppress(Exception):
+                self._reference.close()
+            self._reference = None
+
+    # --- loading ---------------------------------------------------------------------------------------------
+
+    def _engine_kwargs(self) -> dict:
+        cfg = self.config
+        kwargs: dict = {
+            "engine": cfg.engine,
+            "dtype": cfg.dtype,
+            "tensor_parallel_size": cfg.tensor_parallel_size,
+            "trust_remote_code": cfg.trust_remote_code,
+        }
+        share = cfg.gpu_memory_utilization
+        if share is None and self.speed_mode == "interleaved":
+            share = SHARED_GPU_MEMORY
+        if share is not None:
+            kwargs["gpu_memory_utilization"] = share
+        return kwargs
+
     def _generate(self, variant: str) -> ModelRun:
         cfg = self.config
+        if self.speed_mode == "interleaved" and variant == cfg.baseline:
+            return self._reference_run()
         log.info("gate %s: loading %s (%s)", cfg.name, variant, cfg.folder(variant))
         run = run_model(
             variant,
             cfg.folder(variant),
             [p.text for p in self.prompts],
             cfg.sampling,
-            engine=cfg.engine,
-            dtype=cfg.dtype,
-            warmup=self.warmup,
-            repeats=self.repeats,
-            tensor_parallel_size=cfg.tensor_parallel_size,
-            trust_remote_code=cfg.trust_remote_code,
+            warmup=0 if self.speed_mode else self.warmup,
+            repeats=1 if self.speed_mode else self.repeats,
+            while_loaded=self._time_while_loaded if self.speed_mode else None,
+            **self._engine_kwargs(),
         )
         self.loads.append({"variant": variant, "worker": self.worker, "pid": os.getpid(), "status": run.status})
+        return run
+
+    def _time_while_loaded(self, engine: Engine, run: ModelRun) -> None:
+        """Speed rounds while ``engine`` is loaded: interleaved with the resident baseline, or alone."""
+        if self.speed_mode == "sequential":
+            run.speed = time_rounds(engine, self.workload, rounds=self.repeats, warmup=self.warmup)
+            run.timing = Timing(runs=run.speed, output_tokens=self.workload.tokens)
+            return
+        reference = self._reference_engine()
+        if reference is None:
+            return  # the speed case reports why
+        rounds = interleaved_rounds(reference, engine, self.workload, rounds=self.repeats, warmup=self.warmup)
+        run.speed = rounds
+        run.timing = Timing(runs=rounds.candidate, output_tokens=rounds.tokens)
+        base = self.runs.get(self.config.baseline)
+        if base is not None and base.timing is None:  # the report's baseline figures: its first paired rounds
+            base.timing = Timing(runs=rounds.baseline, output_tokens=rounds.tokens)
+
+    def _reference_engine(self) -> Engine | None:
+        """The baseline, loaded once in this process and kept for timing (interleaved mode)."""
+        if self._reference is None and self._reference_error is None:
+            cfg = self.config
+            log.info("gate %s: loading %s as the timing reference", cfg.name, cfg.baseline)
+            try:
+                self._reference = open_engine(cfg.folder(cfg.baseline), **self._engine_kwargs())
+                status = "ok"
+            except Exception as exc:  # every speed case reports it
+                self._reference_error = f"baseline {cfg.baseline} could not load for timing: {exc}"
+                status = "failed"
+            self.loads.append(
+                {"variant": cfg.baseline, "worker": self.worker, "pid": os.getpid(), "status": status, "role": "timing"}
+            )
+        return self._reference
+
+    def _reference_run(self) -> ModelRun:
+        """The baseline's answers from the resident reference engine (interleaved mode)."""
+        cfg = self.config
+        run = ModelRun(name=cfg.baseline, model_dir=str(cfg.folder(cfg.baseline)))
+        engine = self._reference_engine()
+        if engine is None:
+            run.status, run.error = "failed", self._reference_error
+            return run
+        try:
+            run.load_seconds = engine.load_seconds
+            run.engine = engine.describe()
+            run.result, _ = measure(engine, [p.text for p in self.prompts], cfg.sampling, warmup=0, repeats=1)
+        except Exception as exc:
+            run.status, run.error = "failed", " ".join(f"{type(exc).__name__}: {exc}".split())
         return run
 
     def _shared_baseline(self) -> ModelRun:
@@ -107,6 +227,7 @@ class GateSession:
             str(cfg.tensor_parallel_size),
             str(self.warmup),
             str(self.repeats),
+            str(self.speed_mode),
             json.dumps(asdict(cfg.sampling), sort_keys=True),
             json.dumps([asdict(p) for p in self.prompts]),
         ]
@@ -130,12 +251,14 @@ def run_to_dict(run: ModelRun) -> dict:
             "metadata": run.result.metadata,
         },
         "timing": None if run.timing is None else {"runs": run.timing.runs, "output_tokens": run.timing.output_tokens},
+        "speed": run.speed.to_dict() if isinstance(run.speed, SpeedRounds) else run.speed,
     }
 
 
 def run_from_dict(data: dict) -> ModelRun:
     result = data.get("result")
     timing = data.get("timing")
+    speed = data.get("speed")
     return ModelRun(
         name=data["name"],
         model_dir=data["model_dir"],
@@ -151,6 +274,7 @@ def run_from_dict(data: dict) -> ModelRun:
             metadata=result.get("metadata") or {},
         ),
         timing=None if timing is None else Timing(runs=list(timing["runs"]), output_tokens=timing["output_tokens"]),
+        speed=SpeedRounds.from_dict(speed) if isinstance(speed, dict) else speed,
     )
 
 

@@ -7,12 +7,14 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
-from compress.engines import BatchResult, Generation
+from compress.engines import BatchResult, Generation, SamplingConfig
 from compress.errors import CompressError
 from compress.evaluation.run import ModelRun
+from compress.evaluation.speed import SpeedRounds, SpeedWorkload
 from compress.evaluation.timing import Timing
 from compress.gate.checks import (
     GateFailure,
@@ -22,7 +24,7 @@ from compress.gate.checks import (
     check_variant_metrics,
 )
 from compress.gate.options import junit_file_for, list_variants, resolve_gate
-from compress.gate.session import pin_worker_gpus, run_from_dict, run_to_dict
+from compress.gate.session import GateSession, pin_worker_gpus, run_from_dict, run_to_dict
 from compress.gate.snapshot import GoldenJSONExtension, golden_key, golden_problem, golden_record
 from compress.gate.thresholds import Thresholds, load_thresholds
 from compress.metrics import compare_outputs
@@ -145,19 +147,31 @@ def test_variant_metrics_report_every_missed_floor_at_once(tmp_path: Path) -> No
     check_variant_metrics(variant="g", baseline="base", prompt_ids=["1", "2", "3"], comparison=good, thresholds=th)
 
 
-def test_speedup_failure_shows_medians_and_spread(tmp_path: Path) -> None:
+def test_speedup_failure_shows_both_sides_rounds_and_the_ratio_range(tmp_path: Path) -> None:
     th = _thresholds(tmp_path, "[gates.g.variants.slow]\nspeedup = 0.8\n").for_variant("g", "slow")
-    base = Timing(runs=[1.18, 1.20, 1.25], output_tokens=600)
-    slow = Timing(runs=[3.3, 3.4, 3.6], output_tokens=600)
+    rounds = SpeedRounds(
+        baseline=[1.18, 1.20, 1.25], candidate=[3.3, 3.4, 3.6], tokens=640, batch=10, warmup=2, mode="interleaved"
+    )
     with pytest.raises(GateFailure) as err:
-        check_speedup(variant="slow", baseline="base", baseline_timing=base, timing=slow, warmup=1, thresholds=th)
+        check_speedup(variant="slow", baseline="base", rounds=rounds, thresholds=th)
     first = str(err.value).splitlines()[0]
     assert first == (
-        "speedup 0.35x < floor 0.80x for slow vs base (baseline median 1.20 s ±3%, candidate 3.40 s ±4%; "
-        "token-normalised)"
+        "speedup 0.35x < floor 0.80x for slow vs base (median of 3 per-round ratios, range 0.35-0.36; short by 0.45)"
     )
-    assert "3 timed batches after 1 warm-up" in str(err.value)
-    assert check_speedup(variant="b", baseline="base", baseline_timing=base, timing=base, warmup=1, thresholds=th) == 1
+    text = str(err.value)
+    assert "base:   median 1.200 s, 533 tok/s (rounds 1.180, 1.200, 1.250 s)" in text
+    assert "ratios: 0.36, 0.35, 0.35" in text
+    assert "rounds interleaved with the baseline, after 2 warm-up; 10 sequences x 64 tokens each" in text
+    same = SpeedRounds(baseline=[1.0, 1.1], candidate=[1.0, 1.1], tokens=64, batch=1, warmup=0, mode="sequential")
+    assert check_speedup(variant="b", baseline="base", rounds=same, thresholds=th) == 1
+
+
+def test_the_speed_workload_is_fixed_length_and_cycles_the_prompts() -> None:
+    work = SpeedWorkload.for_gate(["a", "b", "c"], SamplingConfig(min_tokens=8, max_tokens=64), batch=7)
+    assert work.prompts == ["a", "b", "c", "a", "b", "c", "a"]
+    assert work.sampling.ignore_eos and work.sampling.min_tokens == work.sampling.max_tokens == 64
+    assert work.tokens == 7 * 64
+    assert SpeedWorkload.for_gate(["a", "b"], SamplingConfig()).prompts == ["a", "b"]
 
 
 # --- golden files ---------------------------------------------------------------------------------------
@@ -302,3 +316,66 @@ def test_cases_are_named_variant_then_prompt_and_gpu_selects_only_speed_without_
 
     gpu = [line for line in _collect("--models-dir", str(tmp_path / "tiny"), "-m", "gpu") if "::" in line]
     assert len(gpu) == (n_cases if torch.cuda.is_available() else 2), gpu  # CUDA: the whole gate; else speed
+
+
+class _FakeEngine:
+    """Stands in for vLLM: seconds = the folder's slowness x a machine drift that changes every round."""
+
+    calls = 0
+    slowness: ClassVar[dict[str, float]] = {"base": 1.0, "good": 1.0, "slow": 1.3}
+
+    def __init__(self, model_dir: object, **kwargs: object) -> None:
+        self.model_dir, self.kwargs, self.name, self.dtype, self.load_seconds = str(model_dir), kwargs, "fake", "x", 0.5
+
+    def __enter__(self) -> _FakeEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        pass
+
+    def describe(self) -> dict:
+        return {"engine": "fake"}
+
+    def chat(self, prompts: list[str], sampling: SamplingConfig) -> BatchResult:
+        drift = 1.0 + 0.4 * ((_FakeEngine.calls // 2) % 4)  # the machine's mood: +0..120 %, per timed round
+        _FakeEngine.calls += int(sampling.ignore_eos)  # only the speed workload's rounds advance the clock
+        gens = [
+            Generation(prompt=p, text=f"answer {p}", prompt_tokens=3, output_tokens=sampling.max_tokens)
+            for p in prompts
+        ]
+        return BatchResult(generations=gens, seconds=self.slowness[Path(self.model_dir).name] * drift)
+
+
+def test_interleaved_speed_rounds_cancel_drift_and_load_each_model_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import compress.evaluation.run as run_module
+    import compress.gate.session as session_module
+
+    monkeypatch.setattr(run_module, "open_engine", _FakeEngine)
+    monkeypatch.setattr(session_module, "open_engine", _FakeEngine)
+    for name in ("base", "good", "slow"):
+        (tmp_path / "m" / name).mkdir(parents=True)
+    setup = resolve_gate(models_dir=str(tmp_path / "m"), rootdir=REPO)
+    gate = GateSession(setup, measure_speed=True, speed_mode="interleaved")
+    assert gate.baseline().texts[0].startswith("answer ")  # answers from the resident timing reference
+    good, slow = gate.speed("good"), gate.speed("slow")
+    assert (good.mode, len(good.baseline), good.warmup) == ("interleaved", 8, 2)
+    assert good.speedup == pytest.approx(1.0)  # drift moved every round's seconds by up to 120 %
+    assert slow.speedup == pytest.approx(1 / 1.3)
+    assert max(good.candidate) / min(good.candidate) > 2  # ... so unpaired medians would be noise
+    th = setup.thresholds.for_variant(setup.config.name, "good")
+    with pytest.raises(GateFailure, match=r"speedup 0\.77x < floor 0\.80x for slow vs base"):
+        check_speedup(variant="slow", baseline="base", rounds=slow, thresholds=_floor(tmp_path, 0.8, "slow"))
+    assert check_speedup(variant="good", baseline="base", rounds=good, thresholds=th) >= 0.99
+    loads = [(x["variant"], x.get("role")) for x in gate.loads]
+    assert loads == [("base", "timing"), ("good", None), ("slow", None)]  # each model loaded once
+    assert gate.workload.sampling.ignore_eos and gate.runs["good"].timing.runs == good.candidate
+    gate.close()
+
+
+def _floor(tmp_path: Path, speedup: float, variant: str):
+    return _thresholds(tmp_path, f"[gates.g.variants.{variant}]\nspeedup = {speedup}\n").for_variant("g", variant)

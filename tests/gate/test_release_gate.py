@@ -137,24 +137,15 @@ def test_variant_metrics(
 
 @pytest.mark.gpu
 @pytest.mark.gate(timed=True)
-def test_speedup(
-    gate_session: GateSession,
-    variant: str,
-    variant_run: ModelRun,
-    baseline_run: ModelRun,
-    thresholds: VariantThresholds,
-) -> None:
-    """Generation time only (load excluded), token-normalised, median of repeated batches after a warm-up."""
-    assert baseline_run.timing is not None and variant_run.timing is not None
+def test_speedup(gate_session: GateSession, variant: str, variant_run: ModelRun, thresholds: VariantThresholds) -> None:
+    """Generation time only (load excluded), a fixed-length workload, rounds timed in turns with the
+    baseline after a warm-up; the verdict is the median of the per-round ratios."""
+    try:
+        rounds = gate_session.speed(variant)
+    except RuntimeError as err:
+        pytest.fail(str(err), pytrace=False)
     with verdict():
-        check_speedup(
-            variant=variant,
-            baseline=baseline_run.name,
-            baseline_timing=baseline_run.timing,
-            timing=variant_run.timing,
-            warmup=gate_session.warmup,
-            thresholds=thresholds,
-        )
+        check_speedup(variant=variant, baseline=gate_session.config.baseline, rounds=rounds, thresholds=thresholds)
 
 
 @pytest.mark.gate(baseline=True)
