@@ -18,6 +18,7 @@ COMMANDS = {
     "build": "compress.cli.build",
     "verify": "compress.cli.verify",
     "eval-compare": "compress.cli.eval_compare",
+    "bench": "compress.cli.bench",
 }
 
 
