@@ -273,8 +273,6 @@ def gate_session(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
         measure_speed=measure_speed,
         shared_dir=shared,
         worker=worker or "main",
-        # two resident engines (baseline and variant, timed in turns) need CUDA; vLLM CPU runs in-process
-        speed_mode="interleaved" if measure_speed and _has_cuda() else "sequential",
     )
     config.stash[SESSION] = session
     yield session

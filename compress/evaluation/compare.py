@@ -79,8 +79,7 @@ def matrix_models(matrix: str, only: list[str] | None = None) -> tuple[ModelSpec
     if not folder.is_dir():
         raise CompressError(
             f"variant matrix {matrix!r} has no folder ({folder})",
-            f"build it first (python -m compress build {matrix}, or tox -e build) or check "
-            "EXAONE_COMPRESSION_HOME",
+            f"build it first (python -m compress build {matrix}, or tox -e build) or check EXAONE_COMPRESSION_HOME",
         )
     baseline = ModelSpec(BASELINE_VARIANT, folder / BASELINE_VARIANT)
     found = sorted(p.name for p in folder.iterdir() if p.name != BASELINE_VARIANT and _is_variant_folder(p))

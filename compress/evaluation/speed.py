@@ -3,9 +3,8 @@
 Why not one median per model: on the H200 the same variant's median moved 40 % between calls
 (shared/gpu/README.md), so two medians taken minutes apart compare the machine's moods, not the models.
 Here both engines are resident and every round times the baseline, then the candidate (the order
-alternates), so drift lands on both; the verdict is the median of the per-round ratios. Where two engines
-cannot be resident at once (vLLM on the CPU runs in-process), each model's rounds are taken while it is
-loaded and paired afterwards: ``mode="sequential"`` says so in every message.
+alternates), so drift lands on both; the verdict is the median of the per-round ratios. (Two vLLM engines
+share a process on CUDA and on the CPU alike.)
 
 The workload is the gate's prompts with ``ignore_eos`` and ``min_tokens = max_tokens``, so every variant
 generates exactly the same number of tokens and a time ratio is a speed ratio (answers are checked by the
@@ -23,7 +22,7 @@ from typing import Literal
 from compress.engines.base import Engine, SamplingConfig
 from compress.evaluation.timing import PairedSpeedup, interleave, paired_speedup
 
-Mode = Literal["interleaved", "sequential"]
+Mode = Literal["interleaved"]
 
 
 @dataclass(frozen=True)
@@ -78,12 +77,6 @@ class SpeedRounds:
         return cls(**{k: data[k] for k in keys})
 
 
-def time_rounds(engine: Engine, workload: SpeedWorkload, *, rounds: int, warmup: int) -> list[float]:
-    """One engine alone: ``warmup`` untimed rounds, then the seconds of ``rounds`` timed ones."""
-    seconds = [engine.chat(workload.prompts, workload.sampling).seconds for _ in range(warmup + rounds)]
-    return seconds[warmup:]
-
-
 def interleaved_rounds(
     reference: Engine, candidate: Engine, workload: SpeedWorkload, *, rounds: int, warmup: int
 ) -> SpeedRounds:
@@ -100,21 +93,6 @@ def interleaved_rounds(
         batch=len(workload.prompts),
         warmup=warmup,
         mode="interleaved",
-    )
-
-
-def sequential_rounds(
-    baseline: list[float], candidate: list[float], workload: SpeedWorkload, warmup: int
-) -> SpeedRounds:
-    """Rounds each model took while it alone was loaded, paired by index afterwards (no interleaving)."""
-    n = min(len(baseline), len(candidate))
-    return SpeedRounds(
-        baseline=list(baseline[:n]),
-        candidate=list(candidate[:n]),
-        tokens=workload.tokens,
-        batch=len(workload.prompts),
-        warmup=warmup,
-        mode="sequential",
     )
 
 

@@ -5,12 +5,11 @@ only. Under pytest-xdist every worker needs the baseline's answers: the first wo
 leaves them in the session's shared temp folder (behind a file lock, the pattern from the pytest-xdist docs);
 the others read that file.
 
-When speed cases run (compress/evaluation/speed.py says why they are measured this way): on CUDA the
-baseline stays loaded in each worker as the timing reference (its own GPU share: ``gpu_memory_utilization``),
-and each variant, while loaded, is timed in rounds interleaved with it. That is the one model a worker may
-hold twice in a session: the answers come from one load, and a GPU's timings need its own reference. Without
-CUDA (``--speed-on-cpu``) two vLLM engines cannot share the process, so each model times its rounds while
-loaded and the rounds are paired afterwards.
+When speed cases run (compress/evaluation/speed.py says why they are measured this way), the baseline stays
+loaded in each worker as the timing reference (on a GPU with its own share: ``gpu_memory_utilization``), and
+each variant, while loaded, is timed in rounds interleaved with it. Under xdist that is the one model loaded
+once per worker rather than once per session: a GPU's timings need a reference measured on that GPU (its
+answers are still made once and shared).
 """
 
 from __future__ import annotations
@@ -27,14 +26,7 @@ from pathlib import Path
 from compress.engines import BatchResult, Generation, open_engine
 from compress.engines.base import Engine
 from compress.evaluation.run import ModelRun, run_model
-from compress.evaluation.speed import (
-    Mode,
-    SpeedRounds,
-    SpeedWorkload,
-    interleaved_rounds,
-    sequential_rounds,
-    time_rounds,
-)
+from compress.evaluation.speed import SpeedRounds, SpeedWorkload, interleaved_rounds
 from compress.evaluation.timing import Timing, measure
 from compress.gate.options import GateSetup
 from compress.metrics import OutputComparison, compare_outputs
@@ -57,7 +49,6 @@ class GateSession:
         measure_speed: bool,
         shared_dir: Path | None = None,
         worker: str = "main",
-        speed_mode: Mode | None = None,
     ) -> None:
         if not setup.ready or setup.config is None:
             raise ValueError(f"gate is not ready: {setup.problem or 'no --models-dir'}")
@@ -67,8 +58,7 @@ class GateSession:
         self.worker = worker
         self.shared_dir = shared_dir
         cfg = self.config
-        self.speed_mode: Mode | None = (speed_mode or "sequential") if measure_speed else None
-        """None: no speed case runs; "interleaved" needs two resident engines (CUDA)."""
+        self.measure_speed = measure_speed
         if measure_speed:
             self.warmup = cfg.warmup if cfg.warmup is not None else SPEED_WARMUP
             self.repeats = cfg.repeats if cfg.repeats is not None else SPEED_ROUNDS
@@ -102,16 +92,11 @@ class GateSession:
         return self._comparisons[variant]
 
     def speed(self, variant: str) -> SpeedRounds:
-        """The variant's timed rounds paired with the baseline's (call only when speed cases run)."""
+        """The variant's timed rounds, interleaved with the baseline's (only when speed cases run)."""
         run = self.run(variant)
-        if isinstance(run.speed, SpeedRounds):
-            return run.speed
-        base = self.baseline()
-        if self.speed_mode == "interleaved":
-            raise RuntimeError(self._reference_error or f"{variant} has no speed rounds")
-        if not isinstance(base.speed, list) or not isinstance(run.speed, list):
-            raise RuntimeError(f"{variant} or the baseline has no speed rounds")
-        return sequential_rounds(base.speed, run.speed, self.workload, self.warmup)
+        if not isinstance(run.speed, SpeedRounds):
+            raise RuntimeError(self._reference_error or f"{variant} has no speed rounds (was it loaded?)")
+        return run.speed
 
     def close(self) -> None:
         """Free the resident timing reference (end of the session)."""
@@ -131,7 +116,7 @@ class GateSession:
             "trust_remote_code": cfg.trust_remote_code,
         }
         share = cfg.gpu_memory_utilization
-        if share is None and self.speed_mode == "interleaved":
+        if share is None and self.measure_speed:
             share = SHARED_GPU_MEMORY
         if share is not None:
             kwargs["gpu_memory_utilization"] = share
@@ -139,7 +124,7 @@ class GateSession:
 
     def _generate(self, variant: str) -> ModelRun:
         cfg = self.config
-        if self.speed_mode == "interleaved" and variant == cfg.baseline:
+        if self.measure_speed and variant == cfg.baseline:
             return self._reference_run()
         log.info("gate %s: loading %s (%s)", cfg.name, variant, cfg.folder(variant))
         run = run_model(
@@ -147,20 +132,16 @@ class GateSession:
             cfg.folder(variant),
             [p.text for p in self.prompts],
             cfg.sampling,
-            warmup=0 if self.speed_mode else self.warmup,
-            repeats=1 if self.speed_mode else self.repeats,
-            while_loaded=self._time_while_loaded if self.speed_mode else None,
+            warmup=0 if self.measure_speed else self.warmup,
+            repeats=1 if self.measure_speed else self.repeats,
+            while_loaded=self._time_while_loaded if self.measure_speed else None,
             **self._engine_kwargs(),
         )
         self.loads.append({"variant": variant, "worker": self.worker, "pid": os.getpid(), "status": run.status})
         return run
 
     def _time_while_loaded(self, engine: Engine, run: ModelRun) -> None:
-        """Speed rounds while ``engine`` is loaded: interleaved with the resident baseline, or alone."""
-        if self.speed_mode == "sequential":
-            run.speed = time_rounds(engine, self.workload, rounds=self.repeats, warmup=self.warmup)
-            run.timing = Timing(runs=run.speed, output_tokens=self.workload.tokens)
-            return
+        """Speed rounds while ``engine`` is loaded, interleaved with the resident baseline."""
         reference = self._reference_engine()
         if reference is None:
             return  # the speed case reports why
@@ -172,7 +153,7 @@ class GateSession:
             base.timing = Timing(runs=rounds.baseline, output_tokens=rounds.tokens)
 
     def _reference_engine(self) -> Engine | None:
-        """The baseline, loaded once in this process and kept for timing (interleaved mode)."""
+        """The baseline, loaded once in this process and kept for timing."""
         if self._reference is None and self._reference_error is None:
             cfg = self.config
             log.info("gate %s: loading %s as the timing reference", cfg.name, cfg.baseline)
@@ -188,7 +169,7 @@ class GateSession:
         return self._reference
 
     def _reference_run(self) -> ModelRun:
-        """The baseline's answers from the resident reference engine (interleaved mode)."""
+        """The baseline's answers from the resident reference engine (when speed cases run)."""
         cfg = self.config
         run = ModelRun(name=cfg.baseline, model_dir=str(cfg.folder(cfg.baseline)))
         engine = self._reference_engine()
@@ -227,7 +208,7 @@ class GateSession:
             str(cfg.tensor_parallel_size),
             str(self.warmup),
             str(self.repeats),
-            str(self.speed_mode),
+            str(self.measure_speed),
             json.dumps(asdict(cfg.sampling), sort_keys=True),
             json.dumps([asdict(p) for p in self.prompts]),
         ]

@@ -162,7 +162,7 @@ def test_speedup_failure_shows_both_sides_rounds_and_the_ratio_range(tmp_path: P
     assert "base:   median 1.200 s, 533 tok/s (rounds 1.180, 1.200, 1.250 s)" in text
     assert "ratios: 0.36, 0.35, 0.35" in text
     assert "rounds interleaved with the baseline, after 2 warm-up; 10 sequences x 64 tokens each" in text
-    same = SpeedRounds(baseline=[1.0, 1.1], candidate=[1.0, 1.1], tokens=64, batch=1, warmup=0, mode="sequential")
+    same = SpeedRounds(baseline=[1.0, 1.1], candidate=[1.0, 1.1], tokens=64, batch=1, warmup=0, mode="interleaved")
     assert check_speedup(variant="b", baseline="base", rounds=same, thresholds=th) == 1
 
 
@@ -360,7 +360,7 @@ def test_interleaved_speed_rounds_cancel_drift_and_load_each_model_once(
     for name in ("base", "good", "slow"):
         (tmp_path / "m" / name).mkdir(parents=True)
     setup = resolve_gate(models_dir=str(tmp_path / "m"), rootdir=REPO)
-    gate = GateSession(setup, measure_speed=True, speed_mode="interleaved")
+    gate = GateSession(setup, measure_speed=True)
     assert gate.baseline().texts[0].startswith("answer ")  # answers from the resident timing reference
     good, slow = gate.speed("good"), gate.speed("slow")
     assert (good.mode, len(good.baseline), good.warmup) == ("interleaved", 8, 2)
