@@ -5,10 +5,12 @@
 set -eo pipefail
 R=$PWD
 cd /root/stage
-for p in *.part00; do b=${p%.part00}; cat "$b".part?? > "$b" && rm "$b".part??; done
-sha256sum -c --quiet SHA256SUMS
-python3 -m pip install -q --no-index --no-deps --no-compile --target /root/site /root/stage/*.whl
-cat bundle.tar.part* > bundle.tar && rm bundle.tar.part* && sha256sum -c --quiet BUNDLE.SHA256
+ls bundle.tar.part00 >/dev/null && cat bundle.tar.part?? > bundle.tar && rm bundle.tar.part?? && sha256sum -c --quiet BUNDLE.SHA256
+if [ ! -d /root/site/vllm ]; then
+  for p in *.part00; do b=${p%.part00}; cat "$b".part?? > "$b" && rm "$b".part??; done
+  sha256sum -c --quiet SHA256SUMS
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /root/site /root/stage/*.whl
+fi
 mkdir -p /root/b && tar -C /root/b -xf bundle.tar && rm bundle.tar
 cd "$R"
 python3 .ci/h200/install_missing.py /root/b/bundle/extras /root/site

@@ -12,10 +12,10 @@ case $step in
 gate)
   # SmolLM2 (float32 goldens recorded on the CPU: a plain run), then the tiny EXAONE-4 folders carried here;
   # 4-bit folders run in bf16 on CUDA, so their goldens (vllm-bfloat16) are recorded here (--snapshot-update).
-  t python3 -m pytest -m gpu --models-dir $M/smollm2 --variants compressed-l29 $xd -p no:cacheprovider -q -rfE "$@" \
+  t python3 -m pytest tests/gate/test_release_gate.py -m gpu --models-dir=$M/smollm2 --variants compressed-l29 $xd -p no:cacheprovider -q -rfE "$@" \
     > $OUT/gate-smollm2.log 2>&1; tail -6 $OUT/gate-smollm2.log
   cp reports/gate/smollm2.json reports/gate/smollm2-speed.json $OUT/ 2>/dev/null
-  t python3 -m pytest -m gpu --models-dir $M/tiny-exaone4 $xd -p no:cacheprovider -q -rfE --snapshot-update "$@" \
+  t python3 -m pytest tests/gate/test_release_gate.py -m gpu --models-dir=$M/tiny-exaone4 $xd -p no:cacheprovider -q -rfE --snapshot-update "$@" \
     > $OUT/gate-tiny.log 2>&1; tail -6 $OUT/gate-tiny.log
   git status --short golden/; git diff --stat golden/; cp golden/tiny-exaone4/*bfloat16* $OUT/ 2>/dev/null
   cp reports/gate/tiny-exaone4.json $OUT/ 2>/dev/null

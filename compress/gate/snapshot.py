@@ -1,11 +1,13 @@
 """Golden files: what each variant answered, stored as readable JSON under ``golden/`` through syrupy.
 
-Layout: ``golden/<gate>/<variant>.<engine>-<dtype>.json``, e.g.
-``golden/tiny-exaone4/compressed-l29.vllm-float32.json``.
-The engine and dtype are part of the name because they decide the text: float32 greedy answers matched across
-vLLM/HF and CPU/GPU here, bfloat16 ones did not, so a 4-bit variant run in bf16 on a GPU never shares a golden
-with its float32 run on the CPU. Timings are not stored (they are checked against floors instead); metrics are
-rounded so a diff shows answers, not float noise. Only ``--snapshot-update`` writes these files.
+Layout: ``golden/<gate>/<variant>.<engine>-<dtype>[-cuda].json``, e.g.
+``golden/tiny-exaone4/compressed-l29.vllm-float32.json`` (CPU) or ``...vllm-bfloat16-cuda.json`` (a GPU).
+The engine, dtype and device kind are part of the name because they decide the text: float32 greedy answers
+matched between vLLM and HF on the CPU, but on an H200 (vLLM 0.26 CUDA, float32) 2 of 30 answers drifted
+from the CPU's after 45-77 characters at near-ties (SmolLM2 compressed-l29 'haiku-autumn', tiny EXAONE-4
+base 'python-reverse'), and bf16 ones differ more. So CPU CI and GPU runners keep their own goldens.
+Timings are not stored (they are checked against floors instead); metrics are rounded so a diff shows
+answers, not float noise. Only ``--snapshot-update`` writes these files.
 
 Discovery is switched off: one models folder is gated per run, and ``golden/`` holds other gates' and other
 engines' files that this run must neither report as unused nor delete. Remove a retired variant's file by
@@ -82,8 +84,10 @@ def variant_of(test_location: PyTestLocation) -> str:
 
 
 def golden_key(run: ModelRun) -> str:
-    """``<engine>-<dtype>``: what decides the text besides the model (see the module docstring)."""
-    return f"{run.engine.get('engine', 'unknown')}-{run.engine.get('dtype', 'unknown')}"
+    """``<engine>-<dtype>``, plus ``-cuda`` off the CPU: what decides the text besides the model."""
+    key = f"{run.engine.get('engine', 'unknown')}-{run.engine.get('dtype', 'unknown')}"
+    device = str(run.engine.get("device", "cpu"))
+    return key if device == "cpu" else f"{key}-cuda"
 
 
 def golden_record(

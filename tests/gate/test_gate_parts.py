@@ -195,6 +195,11 @@ def test_golden_record_holds_answers_and_rounded_metrics_but_no_timings() -> Non
         "non_empty_rate": 1.0,
     }
     assert "9.0" not in json.dumps(record) and golden_key(cand) == "vllm-float32"
+    # a GPU's goldens are its own: on an H200 2 of 30 float32 answers drifted from the CPU's at near-ties
+    on_gpu = ModelRun(
+        name="x", model_dir="/m/x", engine={"engine": "vllm", "dtype": "bfloat16", "device": "NVIDIA H200"}
+    )
+    assert golden_key(on_gpu) == "vllm-bfloat16-cuda"
 
 
 def test_golden_json_is_sorted_indented_utf8_with_final_newline() -> None:
