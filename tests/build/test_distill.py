@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from compress.builders.common import Sample
-from compress.builders.distill import _batch, kd_loss
+from compress.builders.distill import _batch, kd_loss, layer_range, split_held_out
+from compress.errors import CompressError
 
 
 def test_kd_loss_is_forward_kl_times_t_squared() -> None:
@@ -32,15 +33,33 @@ def test_loss_positions_are_the_response_tokens_only() -> None:
     assert predicted == [20, 21, 30, 31, 32]
 
 
-@pytest.mark.xfail(
-    reason="known, open: the tiny model's pruned-vs-base KD loss starts at ~0.001 (dropping its least "
-    "influential layer changes almost nothing) and the quick profile's AdamW steps raise it (0.001 -> 0.06 at "
-    "lr 1e-3, -> 0.007 at 1e-4); the recipe needs a gap worth distilling",
-    strict=False,
-)
+def test_around_cut_trains_the_layers_next_to_the_gap(tmp_path: Path) -> None:
+    import json
+
+    assert layer_range(tmp_path, "all", 29) is None
+    assert layer_range(tmp_path, "around-cut", 29) is None  # no prune in the input's manifest: train all
+    manifest = {"complete": True, "steps": [{"step": "prune", "result": {"dropped": [14]}}]}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    assert layer_range(tmp_path, "around-cut", 29) == (12, 15)  # new 13 = old 13, new 14 = old 15
+    manifest["steps"][0]["result"]["dropped"] = [3, 10]  # new positions 3 and 9
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    assert layer_range(tmp_path, "around-cut", 28) == (1, 10)
+    manifest["steps"][0]["result"]["dropped"] = [0]
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    assert layer_range(tmp_path, "around-cut", 29) == (0, 1)
+    assert layer_range(tmp_path, (2, 4), 29) == (2, 4)
+    with pytest.raises(CompressError, match="outside the model's 29 layers"):
+        layer_range(tmp_path, (5, 29), 29)
+
+
 def test_tiny_exaone4_distillation_lowers_the_kd_loss(tiny_matrix) -> None:
+    """The KD loss is measured on training prompts held out of training, so a fall is learning that carries over."""
     result = tiny_matrix.manifest("compressed-l29-distilled")["steps"][0]["result"]
-    print(f"\ncompressed-l29-distilled: KD loss {result['kd_loss_before']:.4f} -> {result['kd_loss_after']:.4f}")
+    print(
+        f"\ncompressed-l29-distilled: {result['kd_loss_measured_on']} KD loss "
+        f"{result['kd_loss_before']:.6f} -> {result['kd_loss_after']:.6f}"
+    )
+    assert result["kd_loss_measured_on"] == "held-out" and result["held_out_sequences"] > 0
     assert result["kd_loss_after"] < result["kd_loss_before"]
     steps = tiny_matrix.recipe.variants["compressed-l29-distilled"].steps[0].params.steps
     assert len(result["loss_curve"]) == steps
@@ -56,6 +75,15 @@ def test_distilling_the_base_from_itself_is_a_no_op(tiny_matrix, tiny_exaone4_di
     ).read_bytes()
 
 
+def test_held_out_split_keeps_every_nth_sequence_out_of_training() -> None:
+    samples = [Sample((i, i + 1), 1) for i in range(17)]
+    train, held = split_held_out(samples, 8)
+    assert [s.input_ids[0] for s in held] == [7, 15]
+    assert len(train) == 15 and not set(train) & set(held)
+    assert split_held_out(samples, 0) == (samples, [])
+    assert split_held_out(samples[:1], 8) == (samples[:1], [])  # nothing would be left to train on
+
+
 def test_training_prompts_are_not_the_gate_prompts() -> None:
     from compress.prompts import load_prompts, load_training_prompts
 
@@ -63,20 +91,17 @@ def test_training_prompts_are_not_the_gate_prompts() -> None:
     assert not gate & {p.text.strip().lower() for p in load_training_prompts()}
 
 
-@pytest.mark.xfail(
-    reason="known, open: with the quick profile on the training prompts (disjoint from the gate's), "
-    "distillation has not yet been shown to raise the pruned SmolLM2's similarity on the gate prompts",
-    strict=False,
-)
 def test_smollm2_distillation_brings_the_pruned_model_closer_to_base(smollm2_l29, smollm2_dir: Path) -> None:
     """The issue's measure: greedy float32 chat answers to the gate's fixed prompts (64 tokens, min 8),
     average rapidfuzz similarity to the base's answers, for compressed-l29 before and after distillation.
-    Distillation used the disjoint training prompts, so this is generalisation, not memorisation."""
+    Distillation used the disjoint training prompts, so this is generalisation, not memorisation. The margin
+    (0.02) is above the run-to-run spread of a change that does nothing; the measured gain was larger."""
     from compress.engines import SamplingConfig, open_engine
     from compress.metrics import compare_outputs
     from compress.prompts import load_prompts
 
     result = smollm2_l29.manifest("compressed-l29-distilled")["steps"][0]["result"]
+    assert result["kd_loss_measured_on"] == "held-out"
     assert result["kd_loss_after"] < result["kd_loss_before"]
 
     prompts = [p.text for p in load_prompts()]
@@ -95,7 +120,7 @@ def test_smollm2_distillation_brings_the_pruned_model_closer_to_base(smollm2_l29
         f"\nSmolLM2 similarity to base on {len(prompts)} gate prompts: "
         f"compressed-l29 {pruned.avg_similarity:.3f} (exact {pruned.exact_match:.1f}), "
         f"compressed-l29-distilled {distilled.avg_similarity:.3f} (exact {distilled.exact_match:.1f}); "
-        f"KD loss {result['kd_loss_before']:.4f} -> {result['kd_loss_after']:.4f}"
+        f"held-out KD loss {result['kd_loss_before']:.4f} -> {result['kd_loss_after']:.4f}"
     )
     assert distilled.non_empty_rate == 1.0
-    assert distilled.avg_similarity > pruned.avg_similarity
+    assert distilled.avg_similarity > pruned.avg_similarity + 0.02
