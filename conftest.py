@@ -28,7 +28,7 @@ from compress.gate.snapshot import GoldenJSONExtension
 
 MARKERS = (
     "gpu: needs a CUDA GPU; skipped without one. On a CUDA host every release-gate case is marked gpu too, "
-    "so `pytest -m gpu --models-dir DIR` runs the whole gate there",
+    "so `pytest tests/gate/test_release_gate.py -m gpu --models-dir=DIR` runs the whole gate there",
     "gate(baseline=False, timed=False): a release-gate case, parametrised from the --models-dir options",
 )
 SESSION = pytest.StashKey[GateSession]()

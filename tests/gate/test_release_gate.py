@@ -1,7 +1,7 @@
 """The release gate: every variant in --models-dir against the baseline, on the fixed prompts.
 
     pytest tests/gate/test_release_gate.py --models-dir $EXAONE_COMPRESSION_HOME/models/tiny-exaone4
-    pytest -m gpu --models-dir /models/exaone-4.0-1.2b          # a GPU runner: adds the speed floors
+    pytest tests/gate/test_release_gate.py -m gpu --models-dir=/models/exaone-4.0-1.2b   # a GPU runner: + speed
     pytest tests/gate --models-dir ... --snapshot-update         # after an intended change: rewrite golden/
 
 Cases read the session's cached runs (compress/gate/session.py); none loads a model itself. Floors come from
