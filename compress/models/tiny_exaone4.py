@@ -9,7 +9,7 @@ size that trains in under a minute on two CPU cores:
   head_dim 64 (vLLM's CPU attention rejects smaller heads); EXAONE-4.0-32B's hybrid attention (3 sliding
   : 1 global, ``layer_types``), which HF and vLLM CPU both run, so pruning's rewrite of ``layer_types``
   is exercised.
-- A byte-level BPE tokenizer trained with ``tokenizers`` on the training prompts (distill_prompts.toml) and
+- A byte-level BPE tokenizer trained with ``tokenizers`` on the training prompts (tiny_exaone4_prompts.toml) and
   tiny_exaone4_corpus.toml, never on the gate's prompts, with ``[|system|]``, ``[|user|]``,
   ``[|assistant|]`` and ``[|endofturn|]`` (EOS) as special tokens and ``[PAD]`` for padding.
 - EXAONE-4.0's chat template without its tool-calling and reasoning parts.
@@ -35,10 +35,13 @@ from pathlib import Path
 from compress import paths
 from compress.errors import CompressError, EmptyOutputError
 from compress.models.atomic import atomic_folder, folder_lock, read_manifest
-from compress.prompts import load_prompts, load_training_prompts
+from compress.prompts import load_prompts
 
 NAME = "tiny-exaone4"
 CORPUS = "tiny_exaone4_corpus.toml"
+PROMPTS = "tiny_exaone4_prompts.toml"
+"""The tiny model's frozen copy of the training prompts (see that file): its weights must not follow edits to
+distill_prompts.toml."""
 # The make checks one greedy chat answer from the saved folder; the manifest keeps it.
 CHECK_PROMPT = "hello"
 
@@ -104,12 +107,12 @@ def default_dir() -> Path:
 def corpus() -> tuple[list[tuple[str, str]], list[str]]:
     """(user, assistant) chats and plain texts to train on, checked to hold none of the gate's prompts."""
     raw = tomllib.loads((resources.files("compress") / "data" / CORPUS).read_text(encoding="utf-8"))
-    prompts = {p.id: p.text for p in load_training_prompts()}
+    prompts = {p.id: p.text for p in load_prompts(Path(str(resources.files("compress") / "data" / PROMPTS)))}
     answers = {a["id"]: a["text"] for a in raw.get("answer", [])}
     unknown = sorted(set(answers) - set(prompts))
     if unknown:
         raise CompressError(
-            f"{CORPUS} answers unknown prompt ids {unknown}", "use ids from distill_prompts.toml"
+            f"{CORPUS} answers unknown prompt ids {unknown}", f"use ids from {PROMPTS}"
         )
     chats = [(prompts[pid], answers[pid]) for pid in sorted(answers)]
     texts = [t["text"] for t in raw.get("text", [])]
@@ -118,7 +121,7 @@ def corpus() -> tuple[list[tuple[str, str]], list[str]]:
     if leaked:
         raise CompressError(
             f"the tiny model's training text contains gate prompts {leaked}",
-            f"remove them from {CORPUS} or distill_prompts.toml; the gate must not score trained-on prompts",
+            f"remove them from {CORPUS} or {PROMPTS}; the gate must not score trained-on prompts",
         )
     # Unanswered training prompts still teach the tokenizer their words.
     texts += [text for pid, text in sorted(prompts.items()) if pid not in answers]
