@@ -36,6 +36,7 @@ from compress import paths
 from compress.errors import CompressError, EmptyOutputError
 from compress.models.atomic import atomic_folder, folder_lock, read_manifest
 from compress.prompts import load_prompts
+from compress.prompts import load_prompts as load_prompt_file  # the same parser, for the frozen training copy
 
 NAME = "tiny-exaone4"
 CORPUS = "tiny_exaone4_corpus.toml"
@@ -107,7 +108,7 @@ def default_dir() -> Path:
 def corpus() -> tuple[list[tuple[str, str]], list[str]]:
     """(user, assistant) chats and plain texts to train on, checked to hold none of the gate's prompts."""
     raw = tomllib.loads((resources.files("compress") / "data" / CORPUS).read_text(encoding="utf-8"))
-    prompts = {p.id: p.text for p in load_prompts(Path(str(resources.files("compress") / "data" / PROMPTS)))}
+    prompts = {p.id: p.text for p in load_prompt_file(Path(str(resources.files("compress") / "data" / PROMPTS)))}
     answers = {a["id"]: a["text"] for a in raw.get("answer", [])}
     unknown = sorted(set(answers) - set(prompts))
     if unknown:
