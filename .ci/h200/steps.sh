@@ -21,13 +21,13 @@ gate)
   cp reports/gate/tiny-exaone4.json $OUT/ 2>/dev/null
   ;;
 tp2)
-  t python3 -m pytest -m gpu --models-dir $M/tiny-exaone4 --variants compressed-l29 --tensor-parallel-size 2 \
+  t python3 -m pytest tests/gate/test_release_gate.py -m gpu --models-dir=$M/tiny-exaone4 --variants compressed-l29 --tensor-parallel-size 2 \
     -p no:cacheprovider -q -rfE "$@" > $OUT/gate-tp2.log 2>&1; tail -8 $OUT/gate-tp2.log
   ;;
 speed)
   [ -d /root/speed/base ] || t python3 .ci/h200/make_speed_models.py /root/speed > $OUT/make-speed.log 2>&1
   tail -3 $OUT/make-speed.log
-  t python3 -m pytest -m gpu -k test_speedup --models-dir /root/speed --gate-dtype bfloat16 \
+  t python3 -m pytest tests/gate/test_release_gate.py -m gpu -k test_speedup --models-dir=/root/speed --gate-dtype bfloat16 \
     --gate-thresholds .ci/h200/speed-thresholds.toml $xd -p no:cacheprovider -q -rfE "$@" > $OUT/speed.log 2>&1
   tail -12 $OUT/speed.log; cp reports/gate/speed-speed.json $OUT/ 2>/dev/null
   python3 .ci/h200/blocks.py reports/gate/speed-speed.json .ci/h200/speed-thresholds.toml speed 8
