@@ -30,6 +30,7 @@ from pathlib import Path
 
 from compress import paths
 from compress.engines import SamplingConfig
+from compress.engines.select import has_cuda
 from compress.errors import CompressError
 from compress.evaluation.dummy_models import (
     DIMS,
@@ -41,6 +42,7 @@ from compress.evaluation.dummy_models import (
     weight_bytes_per_step,
     write_variants,
 )
+from compress.evaluation.speed import SpeedWorkload
 from compress.evaluation.timing import Spread, interleave, paired_speedup, summarize
 from compress.prompts import load_prompts
 
@@ -87,22 +89,18 @@ class BenchSettings:
         if not self.variants:
             raise CompressError("no variants to run", f"pass --variants with some of: {', '.join(VARIANTS)}")
 
+    def workload(self) -> SpeedWorkload:
+        """The gate's speed workload: the fixed prompts cycled to ``batch_prompts``, exactly ``max_tokens``."""
+        texts = [p.text for p in load_prompts()]
+        return SpeedWorkload.for_gate(texts, SamplingConfig(max_tokens=self.max_tokens), self.batch_prompts)
+
     def sampling(self) -> SamplingConfig:
-        return SamplingConfig(
-            temperature=0.0, min_tokens=self.max_tokens, max_tokens=self.max_tokens, seed=0, ignore_eos=True
-        )
+        return self.workload().sampling
 
     def prompts(self) -> tuple[list[str], list[str]]:
         """(batch workload, single workload) prompt texts."""
-        texts = [p.text for p in load_prompts()]
-        batch = [texts[i % len(texts)] for i in range(self.batch_prompts)]
-        return batch, texts[:1]
-
-
-def has_cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
+        batch = self.workload().prompts
+        return batch, batch[:1]
 
 
 # --- what vLLM can load here -------------------------------------------------------------------------------

@@ -26,14 +26,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from statistics import median
 
 import compress
 from compress.engines import SamplingConfig
-from compress.engines.select import choose_engine, default_dtype
+from compress.engines.select import choose_engine, default_dtype, has_cuda
 from compress.errors import CompressError
+from compress.evaluation.speed import SpeedWorkload
 from compress.evaluation.timing import round_ratios, summarize
 from compress.gate.options import list_variants
 from compress.models.checks import check_model_folder
@@ -80,12 +81,6 @@ class Plan:
     warmup: int
     repeats: int
     cuda: bool
-
-
-def has_cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def resolve(settings: OverheadSettings, cuda: bool) -> Plan:
@@ -157,8 +152,7 @@ def bare_spec(settings: OverheadSettings, plan: Plan) -> dict:
             kwargs["gpu_memory_utilization"] = share
         variants.append({"name": name, "llm_kwargs": kwargs})
     prompts = [p.text for p in load_prompts()]
-    batch = settings.speed_batch or len(prompts)
-    fixed = replace(sampling, ignore_eos=True, min_tokens=sampling.max_tokens)  # SpeedWorkload.for_gate
+    speed = SpeedWorkload.for_gate(prompts, sampling, settings.speed_batch)  # what the gate's rounds generate
     return {
         "mode": plan.mode,
         "variants": variants,
@@ -166,7 +160,7 @@ def bare_spec(settings: OverheadSettings, plan: Plan) -> dict:
         "sampling": asdict(sampling),
         "warmup": plan.warmup,
         "repeats": plan.repeats,
-        "speed": {"prompts": [prompts[i % len(prompts)] for i in range(batch)], "sampling": asdict(fixed)},
+        "speed": {"prompts": speed.prompts, "sampling": asdict(speed.sampling)},
     }
 
 
