@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from syrupy.assertion import SnapshotAssertion
 
+from compress.engines.select import has_cuda
 from compress.errors import CompressError
 from compress.gate import cases
 from compress.gate.options import DTYPES, ENGINES, junit_file_for, resolve_gate
@@ -232,7 +233,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     ]
     if not gpu_items:
         return  # no torch import (seconds) when nothing could need CUDA
-    cuda = _has_cuda()
+    cuda = has_cuda()
     speed_on_cpu = setup.config is not None and setup.config.speed_on_cpu
     for item in gpu_items:
         is_gate = item.get_closest_marker("gate") is not None
@@ -246,14 +247,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     session.config.stash[cases.MEASURE_SPEED] = any(cases.needs_timing(it) for it in session.items)
-
-
-def _has_cuda() -> bool:
-    try:
-        import torch
-    except ImportError:
-        return False
-    return torch.cuda.is_available()
 
 
 @pytest.fixture(scope="session")

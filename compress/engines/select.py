@@ -13,8 +13,11 @@ ENGINES = ("auto", "vllm", "hf")
 
 
 def has_cuda() -> bool:
-    import torch
-
+    """A usable CUDA device (False where torch itself is missing)."""
+    try:
+        import torch
+    except ImportError:
+        return False
     return torch.cuda.is_available()
 
 
