@@ -158,7 +158,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type=float,
         default=None,
         metavar="F",
-        help="vLLM's GPU share per engine (default: vLLM's, or 0.4 when the baseline stays loaded for timing)",
+        help="vLLM's GPU share per engine (default: vLLM's, or 0.28 each while baselines stay loaded for timing)",
     )
     add(
         "--speed-on-cpu",
@@ -337,5 +337,11 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
     terminalreporter.write_sep("-", f"release gate {cfg.name}")
     terminalreporter.write_line(f"report: {path} (+ .md table, .png plot); junit: {config.option.xmlpath}")
     terminalreporter.write_line(
-        "models loaded: " + ", ".join(f"{x['variant']} ({x['worker']}, {x['status']})" for x in loads)
+        "models loaded: " + ", ".join(f"{x['variant']} ({x['worker']}, {x['status']}{_again(x)})" for x in loads)
     )
+
+
+def _again(load: dict) -> str:
+    """The baseline's second load, as the timing reference of variants served another way (4-bit: bf16)."""
+    again = load.get("as")
+    return f", timing reference {again}" if again not in (None, "default") else ""

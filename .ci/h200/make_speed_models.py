@@ -1,8 +1,9 @@
 """On the H200: EXAONE-4.0-1.2B-shaped models with seeded random bf16 weights, saved as safetensors, for the
 speed gate's noise experiment (issue 8). Answers are meaningless; only speed is compared.
 
-  base   30 layers              good  hard links to base (same model: must pass every time)
-  l29    base with layer 14 cut slow  39 layers (1.3x the layers: must fail every time)
+  base   30 layers    good  hard links to base (same model: must pass every time)
+  slow   39 layers (1.3x the layers: must fail every time)
+(29 layers, W4A16 and both are timed by `python -m compress bench` with dummy weights: the same speed.)
 
 usage: python .ci/h200/make_speed_models.py ROOT
 """
@@ -18,7 +19,7 @@ from compress.testing import link_copy
 
 root = Path(sys.argv[1])
 tokenizer = ensure_tokenizer(102400)
-for name, layers in (("base", 30), ("slow", 39), ("l29", 29)):
+for name, layers in (("base", 30), ("slow", 39)):
     config = model_config("exaone4-1.2b", "base")
     config["num_hidden_layers"] = layers
     config["layer_types"] = ["full_attention"] * layers
@@ -26,20 +27,6 @@ for name, layers in (("base", 30), ("slow", 39), ("l29", 29)):
     torch.manual_seed(0)
     with torch.device("cuda"):
         model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(root / name), dtype=torch.bfloat16)
-    if name == "l29":  # the base's weights without layer 14: pruning, not a new random model
-        base = AutoModelForCausalLM.from_pretrained(root / "base", dtype=torch.bfloat16, device_map="cuda")
-        state = base.state_dict()
-        remap = {}
-        for key, value in state.items():
-            if ".layers." in key:
-                index = int(key.split(".layers.")[1].split(".")[0])
-                if index == 14:
-                    continue
-                new = index - 1 if index > 14 else index
-                key = key.replace(f".layers.{index}.", f".layers.{new}.")
-            remap[key] = value
-        model.load_state_dict(remap, strict=False)
-        del base
     model.save_pretrained(root / name)
     del model
     torch.cuda.empty_cache()

@@ -18,7 +18,9 @@ export PYTHONPATH=/root/site:/root/b/bundle HF_HUB_OFFLINE=1 EXAONE_COMPRESSION_
 mkdir -p /root/home/models /root/home/bench && tar -C /root/home/models -xf /root/b/bundle/tiny-exaone4.tar
 cp -r /root/b/bundle/tokenizer-v102400 /root/home/bench/ && touch /root/home/bench/tokenizer-v102400.lock
 python3 -m compress make-models --only smollm2
+echo "[setup: $SECONDS s] SmolLM2 made"
 python3 -m compress build smollm2 --profile quick --variants base,compressed-l29
+echo "[setup: $SECONDS s] SmolLM2 compressed-l29 built"
 python3 - <<'PY'
 import json
 m = json.load(open("/root/home/models/smollm2/compressed-l29/manifest.json"))

@@ -155,7 +155,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         dest="overhead_gpu_memory_utilization",
         type=float,
         default=None,
-        help="the gate's --gate-gpu-memory-utilization (default: the gate's: 0.4 per engine in speed mode)",
+        help="the gate's --gate-gpu-memory-utilization (default: the gate's: 0.28 per engine in speed mode)",
     )
     ov.add_argument(
         "--no-prime",

@@ -8,8 +8,8 @@ keyword arguments the gate's engine would pass, the prompts, the sampling and th
   batch ``warmup + repeats`` times, shut it down;
 * ``speed`` (``-m gpu`` on CUDA): the baseline stays loaded as the timing reference and answers once; each
   candidate is loaded, answers once, then ``warmup + repeats`` rounds of the fixed-length speed workload run
-  on the reference and the candidate in turns (order rotating), and the candidate is shut down; the
-  reference last.
+  on the reference at the candidate's dtype (loaded once more when it differs, as the gate does) and the
+  candidate in turns (order rotating), and the candidate is shut down; the references last.
 
 Nothing else: no pytest, no checks, goldens or reports, only vLLM and the standard library, so ``gate wall
 time / this script's wall time`` is what the harness adds. OUT gets the script's own breakdown.
@@ -71,16 +71,23 @@ def main(spec_file: str, out_file: str) -> int:
     else:
         speed_params = SamplingParams(**spec["speed"]["sampling"])
         speed_chats = [[{"role": "user", "content": p}] for p in spec["speed"]["prompts"]]
-        reference, entry = load(spec["variants"][0])
+        baseline = spec["variants"][0]
+        reference, entry = load(baseline)
+        references = {baseline["llm_kwargs"]["dtype"]: reference}
         t1 = time.perf_counter()
         entry["output_tokens_last_batch"] = chat(reference, chats, answers)
         entry["generate_seconds"] = time.perf_counter() - t1
         record["variants"].append(entry)
         for variant in spec["variants"][1:]:
+            dtype = variant["llm_kwargs"]["dtype"]
+            if dtype not in references:  # the gate times each variant against the baseline at its dtype
+                again = {**baseline, "llm_kwargs": {**baseline["llm_kwargs"], "dtype": dtype}}
+                references[dtype], extra = load(again)
+                record["variants"].append({**extra, "role": f"timing reference in {dtype}"})
             llm, entry = load(variant)
             t1 = time.perf_counter()
             entry["output_tokens_last_batch"] = chat(llm, chats, answers)
-            pair = [reference, llm]
+            pair = [references[dtype], llm]
             for r in range(-spec["warmup"], spec["repeats"]):  # compress.evaluation.timing.interleave(rotate=True)
                 shift = r % 2
                 for engine in pair[shift:] + pair[:shift]:
@@ -90,8 +97,9 @@ def main(spec_file: str, out_file: str) -> int:
             del llm
             entry.update(generate_seconds=t2 - t1, shutdown_seconds=time.perf_counter() - t2)
             record["variants"].append(entry)
-        _shutdown(reference)
-        del reference
+        for engine in references.values():
+            _shutdown(engine)
+        del reference, references
     record["total_seconds"] = time.perf_counter() - started
     with open(out_file, "w", encoding="utf-8") as handle:
         json.dump(record, handle)

@@ -132,7 +132,7 @@ def bare_spec(settings: OverheadSettings, plan: Plan) -> dict:
     sampling = SamplingConfig()  # the gate's sampling (GateConfig.sampling default)
     share = settings.gpu_memory_utilization
     if share is None and plan.mode == "speed":
-        share = _gate_default("SHARED_GPU_MEMORY", 0.4)
+        share = _gate_default("SHARED_GPU_MEMORY", 0.28)
     variants = []
     for name in plan.names:
         path = settings.models_dir / name

@@ -138,7 +138,11 @@ def check_speedup(
         f"(median of {len(rounds.baseline)} per-round ratios, range {paired.rounds.min:.2f}-{paired.rounds.max:.2f}; "
         f"short by {floor - measured:.2f})\n"
         + _sides(describe_rounds(rounds, baseline, variant))
-        + f"\n  rounds interleaved with the baseline, after {rounds.warmup} warm-up; {rounds.batch} sequences x "
-        f"{rounds.tokens // max(rounds.batch, 1)} tokens each; model load excluded; "
+        + f"\n  rounds interleaved with the baseline{_at(rounds.dtype)}, after {rounds.warmup} warm-up; "
+        f"{rounds.batch} sequences x {rounds.tokens // max(rounds.batch, 1)} tokens each; model load excluded; "
         f"floor from {thresholds.source('speedup')}"
     )
+
+
+def _at(dtype: str | None) -> str:
+    return f" (both in {dtype})" if dtype else ""

@@ -54,7 +54,7 @@ class GateConfig:
     speed_batch: int | None = None
     """Sequences per timed round (the prompts cycled); None: each prompt once."""
     gpu_memory_utilization: float | None = None
-    """vLLM's share of a GPU per engine; None: vLLM's default, or 0.4 when two engines share it for timing."""
+    """vLLM's share of a GPU per engine; None: vLLM's default, or 0.28 each when engines share it for timing."""
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
 
     @property

@@ -7,9 +7,11 @@ the others read that file.
 
 When speed cases run (compress/evaluation/speed.py says why they are measured this way), the baseline stays
 loaded in each worker as the timing reference (on a GPU with its own share: ``gpu_memory_utilization``), and
-each variant, while loaded, is timed in rounds interleaved with it. Under xdist that is the one model loaded
-once per worker rather than once per session: a GPU's timings need a reference measured on that GPU (its
-answers are still made once and shared).
+each variant, while loaded, is timed in rounds interleaved with it, at the variant's dtype: a 4-bit variant
+runs in bf16 (and, on a host without CUDA, through HF), so it is timed against the baseline loaded a second
+time the same way (kept for the other 4-bit variants), never against the float32 engine that made the
+baseline's answers. Under xdist that is the one model loaded once per worker rather than once per session:
+a GPU's timings need a reference measured on that GPU (its answers are still made once and shared).
 """
 
 from __future__ import annotations
@@ -35,8 +37,9 @@ log = logging.getLogger(__name__)
 
 SPEED_ROUNDS = 8
 SPEED_WARMUP = 2
-SHARED_GPU_MEMORY = 0.4
-"""Each of the two resident engines' share of a GPU when speed is timed (vLLM's default 0.9 fits one)."""
+SHARED_GPU_MEMORY = 0.28
+"""Each resident engine's share of a GPU when speed is timed: up to three at once (the baseline at the gate's
+dtype, the baseline in bf16 for 4-bit variants, the variant); vLLM's default 0.9 fits one."""
 
 
 class GateSession:
@@ -70,8 +73,9 @@ class GateSession:
         self.loads: list[dict] = []
         """One entry per model this process loaded: proof that no model was loaded twice."""
         self._comparisons: dict[str, OutputComparison] = {}
-        self._reference: Engine | None = None
-        self._reference_error: str | None = None
+        self._references: dict[str, Engine] = {}
+        """The baseline kept loaded for timing, by engine and dtype ('default': the gate's own)."""
+        self._reference_errors: dict[str, str] = {}
 
     def run(self, variant: str) -> ModelRun:
         """The variant's run, made on first use. Load failures come back as ``status="failed"``."""
@@ -95,23 +99,24 @@ class GateSession:
         """The variant's timed rounds, interleaved with the baseline's (only when speed cases run)."""
         run = self.run(variant)
         if not isinstance(run.speed, SpeedRounds):
-            raise RuntimeError(self._reference_error or f"{variant} has no speed rounds (was it loaded?)")
+            errors = "; ".join(self._reference_errors.values())
+            raise RuntimeError(errors or f"{variant} has no speed rounds (was it loaded?)")
         return run.speed
 
     def close(self) -> None:
-        """Free the resident timing reference (end of the session)."""
-        if self._reference is not None:
+        """Free the resident timing references (end of the session)."""
+        for engine in self._references.values():
             with contextlib.suppress(Exception):
-                self._reference.close()
-            self._reference = None
+                engine.close()
+        self._references.clear()
 
     # --- loading ---------------------------------------------------------------------------------------------
 
-    def _engine_kwargs(self) -> dict:
+    def _engine_kwargs(self, dtype: str | None = None, engine: str | None = None) -> dict:
         cfg = self.config
         kwargs: dict = {
-            "engine": cfg.engine,
-            "dtype": cfg.dtype,
+            "engine": engine or cfg.engine,
+            "dtype": dtype or cfg.dtype,
             "tensor_parallel_size": cfg.tensor_parallel_size,
             "trust_remote_code": cfg.trust_remote_code,
         }
@@ -142,31 +147,52 @@ class GateSession:
 
     def _time_while_loaded(self, engine: Engine, run: ModelRun) -> None:
         """Speed rounds while ``engine`` is loaded, interleaved with the resident baseline."""
-        reference = self._reference_engine()
+        reference = self._reference_engine(engine.name, engine.dtype)
         if reference is None:
             return  # the speed case reports why
         rounds = interleaved_rounds(reference, engine, self.workload, rounds=self.repeats, warmup=self.warmup)
         run.speed = rounds
         run.timing = Timing(runs=rounds.candidate, output_tokens=rounds.tokens)
         base = self.runs.get(self.config.baseline)
-        if base is not None and base.timing is None:  # the report's baseline figures: its first paired rounds
+        if base is not None and base.timing is None and reference is self._references.get("default"):
+            # the report's baseline figures: its first paired rounds at its own dtype
             base.timing = Timing(runs=rounds.baseline, output_tokens=rounds.tokens)
 
-    def _reference_engine(self) -> Engine | None:
-        """The baseline, loaded once in this process and kept for timing."""
-        if self._reference is None and self._reference_error is None:
-            cfg = self.config
-            log.info("gate %s: loading %s as the timing reference", cfg.name, cfg.baseline)
-            try:
-                self._reference = open_engine(cfg.folder(cfg.baseline), **self._engine_kwargs())
-                status = "ok"
-            except Exception as exc:  # every speed case reports it
-                self._reference_error = f"baseline {cfg.baseline} could not load for timing: {exc}"
-                status = "failed"
-            self.loads.append(
-                {"variant": cfg.baseline, "worker": self.worker, "pid": os.getpid(), "status": status, "role": "timing"}
-            )
-        return self._reference
+    def _reference_engine(self, engine: str | None = None, dtype: str | None = None) -> Engine | None:
+        """The baseline, loaded once per engine and dtype in this process and kept for timing. No arguments:
+        the gate's engine and dtype (or the folder's defaults), whose answers the other cases check; it is
+        always the first one loaded, so another is loaded only when a variant runs differently."""
+        default = self._load_reference("default", None, self.config.dtype)
+        if dtype is None or default is None or (default.name, default.dtype) == (engine, dtype):
+            return default
+        return self._load_reference(f"{engine}-{dtype}", engine, dtype)
+
+    def _load_reference(self, key: str, engine: str | None, dtype: str | None) -> Engine | None:
+        if key in self._references:
+            return self._references[key]
+        if key in self._reference_errors:
+            return None
+        cfg = self.config
+        log.info("gate %s: loading %s as the timing reference (%s)", cfg.name, cfg.baseline, key)
+        loaded: Engine | None = None
+        try:
+            loaded = open_engine(cfg.folder(cfg.baseline), **self._engine_kwargs(dtype, engine))
+            self._references[key] = loaded
+            status = "ok"
+        except Exception as exc:  # every speed case reports it
+            self._reference_errors[key] = f"baseline {cfg.baseline} could not load for timing ({key}): {exc}"
+            status = "failed"
+        self.loads.append(
+            {
+                "variant": cfg.baseline,
+                "worker": self.worker,
+                "pid": os.getpid(),
+                "status": status,
+                "role": "timing",
+                "as": key,
+            }
+        )
+        return loaded
 
     def _reference_run(self) -> ModelRun:
         """The baseline's answers from the resident reference engine (when speed cases run)."""
@@ -174,7 +200,7 @@ class GateSession:
         run = ModelRun(name=cfg.baseline, model_dir=str(cfg.folder(cfg.baseline)))
         engine = self._reference_engine()
         if engine is None:
-            run.status, run.error = "failed", self._reference_error
+            run.status, run.error = "failed", "; ".join(self._reference_errors.values())
             return run
         try:
             run.load_seconds = engine.load_seconds

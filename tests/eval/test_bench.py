@@ -134,7 +134,7 @@ def test_overhead_on_cuda_mirrors_the_speed_rounds(models_dir: Path) -> None:
     plan = overhead.resolve(settings, cuda=True)
     assert (plan.mode, plan.warmup, plan.repeats) == ("speed", 2, 8)
     spec = overhead.bare_spec(settings, plan)
-    assert spec["variants"][1]["llm_kwargs"]["gpu_memory_utilization"] == 0.4
+    assert spec["variants"][1]["llm_kwargs"]["gpu_memory_utilization"] == 0.28
     assert spec["variants"][1]["llm_kwargs"]["enforce_eager"] is False
     assert len(spec["speed"]["prompts"]) == 12 and spec["speed"]["sampling"]["ignore_eos"] is True
     assert spec["speed"]["sampling"]["min_tokens"] == spec["speed"]["sampling"]["max_tokens"] == 64

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -14,7 +15,7 @@ import pytest
 from compress.engines import BatchResult, Generation, SamplingConfig
 from compress.errors import CompressError
 from compress.evaluation.run import ModelRun
-from compress.evaluation.speed import SpeedRounds, SpeedWorkload
+from compress.evaluation.speed import SpeedRounds, SpeedWorkload, interleaved_rounds
 from compress.evaluation.timing import Timing
 from compress.gate.checks import (
     GateFailure,
@@ -380,6 +381,46 @@ def test_interleaved_speed_rounds_cancel_drift_and_load_each_model_once(
     assert loads == [("base", "timing"), ("good", None), ("slow", None)]  # each model loaded once
     assert gate.workload.sampling.ignore_eos and gate.runs["good"].timing.runs == good.candidate
     gate.close()
+
+
+class _DtypeEngine(_FakeEngine):
+    """A 4-bit folder runs in bf16 by default, and bf16 takes 0.6 of float32's time on this fake machine."""
+
+    def __init__(self, model_dir: object, **kwargs: object) -> None:
+        super().__init__(model_dir, **kwargs)
+        self.dtype = str(kwargs.get("dtype") or ("bf16" if "quant" in str(model_dir) else "f32"))
+
+    def chat(self, prompts: list[str], sampling: SamplingConfig) -> BatchResult:
+        result = super().chat(prompts, sampling)
+        return replace(result, seconds=result.seconds * (0.6 if self.dtype == "bf16" else 1.0))
+
+
+def test_a_bf16_variant_is_timed_against_the_baseline_loaded_in_bf16_not_float32(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import compress.evaluation.run as run_module
+    import compress.gate.session as session_module
+
+    monkeypatch.setattr(run_module, "open_engine", _DtypeEngine)
+    monkeypatch.setattr(session_module, "open_engine", _DtypeEngine)
+    _DtypeEngine.slowness = {"base": 1.0, "good": 1.0, "good-quant": 1.0, "other-quant": 1.0}
+    for name in _DtypeEngine.slowness:
+        (tmp_path / "m" / name).mkdir(parents=True)
+    gate = GateSession(resolve_gate(models_dir=str(tmp_path / "m"), rootdir=REPO), measure_speed=True)
+    speeds = {v: gate.speed(v) for v in ("good-quant", "good", "other-quant")}
+    assert {v: round(r.speedup, 3) for v, r in speeds.items()} == {"good-quant": 1.0, "good": 1.0, "other-quant": 1.0}
+    assert [r.dtype for r in speeds.values()] == ["bf16", "f32", "bf16"]  # float32 vs bf16 here would say 1.67x
+    assert gate.baseline().texts and gate.runs["base"].engine == {"engine": "fake"}
+    timing = [(x["variant"], x.get("as")) for x in gate.loads if x.get("role") == "timing"]
+    assert timing == [("base", "default"), ("base", "fake-bf16")]  # the gate's own first, each loaded once
+    gate.close()
+
+
+def test_speed_rounds_refuse_engines_at_different_dtypes() -> None:
+    f32, bf16 = _DtypeEngine("m/base"), _DtypeEngine("m/base", dtype="bf16")
+    workload = SpeedWorkload.for_gate(["hi"], SamplingConfig())
+    with pytest.raises(ValueError, match="fake bf16 against a fake f32 baseline measures the engine or the dtype"):
+        interleaved_rounds(f32, bf16, workload, rounds=1, warmup=0)
 
 
 def _floor(tmp_path: Path, speedup: float, variant: str):
