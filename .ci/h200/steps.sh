@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # On the lent H200 after setup.sh: one step per `run` call. Logs and results go to $OUT (8 files at most).
-#   bash .ci/h200/steps.sh record|check|tp2|speed|bench|overhead [extra args]
+#   bash .ci/h200/steps.sh record GATE|check GATE|xdist|tp2|speed|bench|overhead [extra args]
 step=$1; shift
 export PYTHONPATH=/root/site HF_HUB_OFFLINE=1 EXAONE_COMPRESSION_HOME=/root/home VLLM_USE_FLASHINFER_SAMPLER=0 \
   PYTHONUNBUFFERED=1 VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1 TOKENIZERS_PARALLELISM=false
@@ -14,18 +14,24 @@ gate() {  # gate NAME LOG [pytest args]: the README's GPU command on one models 
 }
 case $step in
 record)
-  # No GPU goldens exist for float32 (CPU ones differ on near-ties): record them (answers only, no timing).
-  for g in smollm2 tiny-exaone4; do gate $g record-$g.log --snapshot-update -k "not test_speedup" "$@"; done
-  git status --short golden/
-  tar -cf $OUT/goldens-cuda.tar $(git status --short --untracked-files=all golden/ | awk '{print $2}')
+  # steps.sh record GATE [args]: write GPU goldens and bring them back at once: every `run` call gets a fresh
+  # copy of the working tree, so files written under golden/ are gone by the next call.
+  g=$1; shift
+  gate $g record-$g.log --snapshot-update -k "not test_speedup" "$@"
+  git status --short --untracked-files=all golden/
+  files=$(git status --short --untracked-files=all golden/ | awk '{print $2}')
+  [ -n "$files" ] && tar -cf $OUT/goldens-$g.tar $files
   ;;
 check)
-  # The plain gate, speed included: the run a GPU runner makes.
-  for g in smollm2 tiny-exaone4; do
-    gate $g check-$g.log "$@"
-    cp reports/gate/$g.json reports/gate/$g-speed.json $OUT/ 2>/dev/null
-  done
-  git status --short golden/
+  # steps.sh check GATE [args]: the plain gate, speed included: the run a GPU runner makes. The report comes
+  # back; .ci/h200/goldens_from_report.py turns it into goldens if some were missing.
+  g=$1; shift
+  gate $g check-$g.log "$@"
+  cp reports/gate/$g.json reports/gate/$g-speed.json $OUT/ 2>/dev/null
+  ;;
+xdist)
+  # two GPUs: one worker per GPU, each variant loaded once (the summary's `models loaded:` line)
+  gate tiny-exaone4 gate-n2.log -n 2 "$@"
   ;;
 tp2)
   gate tiny-exaone4 gate-tp2.log --variants compressed-l29 --tensor-parallel-size 2 "$@"

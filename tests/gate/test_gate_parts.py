@@ -26,7 +26,7 @@ from compress.gate.checks import (
 )
 from compress.gate.options import junit_file_for, list_variants, resolve_gate
 from compress.gate.session import GateSession, pin_worker_gpus, run_from_dict, run_to_dict
-from compress.gate.snapshot import GoldenJSONExtension, golden_key, golden_problem, golden_record
+from compress.gate.snapshot import GoldenJSONExtension, answer_drift, golden_key, golden_problem, golden_record
 from compress.gate.thresholds import Thresholds, load_thresholds
 from compress.metrics import compare_outputs
 from compress.prompts import Prompt
@@ -209,6 +209,40 @@ def test_golden_json_is_sorted_indented_utf8_with_final_newline() -> None:
     ext = GoldenJSONExtension()
     assert ext.matches(serialized_data=text, snapshot_data=json.dumps(json.loads(text)))  # re-indented
     assert not ext.matches(serialized_data=text, snapshot_data="{not json")
+
+
+def _golden(dtype: str, answers: dict[str, str]) -> dict:
+    outputs = {k: {"prompt": f"prompt {k}", "answer": a, "output_tokens": 9} for k, a in answers.items()}
+    return {"gate": "tiny", "variant": "awq", "engine": "vllm", "dtype": dtype, "outputs": outputs}
+
+
+# Measured on one H200 (vLLM 0.26, bf16, the same W4A16 folder): 'haiku-autumn' on 2026-11-29 in two sessions.
+_H200_BF16 = (
+    "What is the air? It is the air pushes back up on the Sun, and married by the plane in the air.",
+    "What is the air? It is the air pushes back up on the Sun, and married by the sky.",
+)
+_OTHERS = {f"p{i}": f"steady answer number {i} about the sky" for i in range(9)}
+
+
+@pytest.mark.parametrize("dtype, close", [("bfloat16", True), ("float16", True), ("float32", False)])
+def test_a_16bit_golden_tolerates_the_drift_measured_between_two_h200_runs(dtype: str, close: bool) -> None:
+    golden = _golden(dtype, {**_OTHERS, "haiku": _H200_BF16[0]})
+    today = _golden(dtype, {**_OTHERS, "haiku": _H200_BF16[1]})
+    ext = GoldenJSONExtension()
+    assert ext.matches(serialized_data=json.dumps(today), snapshot_data=json.dumps(golden)) is close
+    assert answer_drift(golden, today) is None  # close: only the dtype decides whether closeness is enough
+
+
+def test_a_16bit_golden_still_catches_changed_models_and_empty_answers() -> None:
+    golden = _golden("bfloat16", {**_OTHERS, "haiku": _H200_BF16[0]})
+    rebuilt = _golden("bfloat16", {k: f"a different model says {k[::-1]} loudly" for k in golden["outputs"]})
+    drift = answer_drift(golden, rebuilt)
+    assert drift is not None and drift.startswith("answers moved from the golden ones: mean similarity 0.")
+    assert not GoldenJSONExtension().matches(serialized_data=json.dumps(rebuilt), snapshot_data=json.dumps(golden))
+    emptied = _golden("bfloat16", {**_OTHERS, "haiku": "   "})
+    assert answer_drift(golden, emptied) == "answers became empty or non-empty: haiku"
+    other = {**golden, "variant": "l29-awq"}
+    assert answer_drift(golden, other) == "not the same gate, variant, engine or prompts (changed: variant)"
 
 
 def test_golden_problem_names_missing_and_broken_files(tmp_path: Path) -> None:
