@@ -14,7 +14,7 @@ from compress.evaluation.run import ModelRun
 from compress.evaluation.speed import SpeedRounds
 from compress.gate.options import GateSetup
 from compress.reports import write_compare_reports
-from compress.reports.json_report import Settings, atomic_file
+from compress.reports.json_report import CompareReport, Settings, atomic_file
 
 NOT_RUN = "not run in this gate session (no selected case needed it)"
 
@@ -35,7 +35,7 @@ def write_gate_report(setup: GateSetup, runs: dict[str, ModelRun], *, warmup: in
         repeats=repeats,
         tensor_parallel_size=cfg.tensor_parallel_size,
     )
-    report = build_report(baseline, candidates, setup.prompts, cfg.sampling, settings)
+    report = with_speed_verdicts(build_report(baseline, candidates, setup.prompts, cfg.sampling, settings), runs)
     cfg.report_file.parent.mkdir(parents=True, exist_ok=True)
     written = write_compare_reports(report, cfg.report_file)["json"]
     speed = {run.name: run.speed.to_dict() for run in candidates if isinstance(run.speed, SpeedRounds)}
@@ -43,6 +43,18 @@ def write_gate_report(setup: GateSetup, runs: dict[str, ModelRun], *, warmup: in
         with atomic_file(speed_file_for(cfg.report_file)) as handle:
             handle.write(json.dumps(speed, indent=1) + "\n")
     return written
+
+
+def with_speed_verdicts(report: CompareReport, runs: dict[str, ModelRun]) -> CompareReport:
+    """Where speed rounds ran, a candidate's speedup is the speed case's: the median of its per-round ratios
+    against the baseline at its own dtype. eval-compare's ratio of the two runs' medians would set a bf16
+    4-bit variant against the float32 baseline (the H200 said 1.87x for the dtype alone)."""
+    for name, model in report.models.items():
+        rounds = runs[name].speed if name in runs else None
+        if model.role == "candidate" and isinstance(rounds, SpeedRounds):
+            update = {"speedup": rounds.speedup, "token_speedup": rounds.speedup, "comparable": True}
+            report.models[name] = model.model_copy(update=update)
+    return report
 
 
 def speed_file_for(report_file: Path) -> Path:

@@ -76,6 +76,7 @@ class GateSession:
         self._references: dict[str, Engine] = {}
         """The baseline kept loaded for timing, by engine and dtype ('default': the gate's own)."""
         self._reference_errors: dict[str, str] = {}
+        self._baseline_timing: Timing | None = None
 
     def run(self, variant: str) -> ModelRun:
         """The variant's run, made on first use. Load failures come back as ``status="failed"``."""
@@ -153,10 +154,12 @@ class GateSession:
         rounds = interleaved_rounds(reference, engine, self.workload, rounds=self.repeats, warmup=self.warmup)
         run.speed = rounds
         run.timing = Timing(runs=rounds.candidate, output_tokens=rounds.tokens)
-        base = self.runs.get(self.config.baseline)
-        if base is not None and base.timing is None and reference is self._references.get("default"):
+        if self._baseline_timing is None and reference is self._references.get("default"):
             # the report's baseline figures: its first paired rounds at its own dtype
-            base.timing = Timing(runs=rounds.baseline, output_tokens=rounds.tokens)
+            self._baseline_timing = Timing(runs=rounds.baseline, output_tokens=rounds.tokens)
+        base = self.runs.get(self.config.baseline)
+        if base is not None and base.timing is None:
+            base.timing = self._baseline_timing
 
     def _reference_engine(self, engine: str | None = None, dtype: str | None = None) -> Engine | None:
         """The baseline, loaded once per engine and dtype in this process and kept for timing. No arguments:
@@ -205,6 +208,7 @@ class GateSession:
         try:
             run.load_seconds = engine.load_seconds
             run.engine = engine.describe()
+            run.timing = self._baseline_timing  # None until a variant has been timed against it
             run.result, _ = measure(engine, [p.text for p in self.prompts], cfg.sampling, warmup=0, repeats=1)
         except Exception as exc:
             run.status, run.error = "failed", " ".join(f"{type(exc).__name__}: {exc}".split())

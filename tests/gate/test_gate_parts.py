@@ -14,6 +14,7 @@ import pytest
 
 from compress.engines import BatchResult, Generation, SamplingConfig
 from compress.errors import CompressError
+from compress.evaluation.compare import build_report
 from compress.evaluation.run import ModelRun
 from compress.evaluation.speed import SpeedRounds, SpeedWorkload, interleaved_rounds
 from compress.evaluation.timing import Timing
@@ -25,11 +26,13 @@ from compress.gate.checks import (
     check_variant_metrics,
 )
 from compress.gate.options import junit_file_for, list_variants, resolve_gate
+from compress.gate.report import with_speed_verdicts
 from compress.gate.session import GateSession, pin_worker_gpus, run_from_dict, run_to_dict
 from compress.gate.snapshot import GoldenJSONExtension, answer_drift, golden_key, golden_problem, golden_record
 from compress.gate.thresholds import Thresholds, load_thresholds
 from compress.metrics import compare_outputs
 from compress.prompts import Prompt
+from compress.reports.json_report import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 PROMPTS = [
@@ -424,6 +427,9 @@ class _DtypeEngine(_FakeEngine):
         super().__init__(model_dir, **kwargs)
         self.dtype = str(kwargs.get("dtype") or ("bf16" if "quant" in str(model_dir) else "f32"))
 
+    def describe(self) -> dict:
+        return {"engine": "fake", "dtype": self.dtype}
+
     def chat(self, prompts: list[str], sampling: SamplingConfig) -> BatchResult:
         result = super().chat(prompts, sampling)
         return replace(result, seconds=result.seconds * (0.6 if self.dtype == "bf16" else 1.0))
@@ -444,9 +450,15 @@ def test_a_bf16_variant_is_timed_against_the_baseline_loaded_in_bf16_not_float32
     speeds = {v: gate.speed(v) for v in ("good-quant", "good", "other-quant")}
     assert {v: round(r.speedup, 3) for v, r in speeds.items()} == {"good-quant": 1.0, "good": 1.0, "other-quant": 1.0}
     assert [r.dtype for r in speeds.values()] == ["bf16", "f32", "bf16"]  # float32 vs bf16 here would say 1.67x
-    assert gate.baseline().texts and gate.runs["base"].engine == {"engine": "fake"}
+    assert gate.baseline().texts and gate.runs["base"].engine == {"engine": "fake", "dtype": "f32"}
     timing = [(x["variant"], x.get("as")) for x in gate.loads if x.get("role") == "timing"]
     assert timing == [("base", "default"), ("base", "fake-bf16")]  # the gate's own first, each loaded once
+    settings = Settings(engine="auto", dtype=None, warmup=2, repeats=8, tensor_parallel_size=1)
+    runs = [gate.run(v) for v in speeds]
+    plain = build_report(gate.baseline(), runs, gate.prompts, gate.config.sampling, settings)
+    assert round(plain.models["good-quant"].speedup, 2) == 1.67 and plain.models["good-quant"].comparable is False
+    report = with_speed_verdicts(plain, gate.runs)  # the gate's report shows its own verdicts
+    assert {v: round(report.models[v].speedup, 3) for v in speeds} == {v: 1.0 for v in speeds}
     gate.close()
 
 
