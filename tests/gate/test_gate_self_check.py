@@ -218,7 +218,7 @@ def test_a_slower_variant_fails_its_speed_floor_with_both_sides_rounds(first_run
     assert re.search(r"speedup 0\.\d\dx < floor 0\.80x for slow vs base \(median of 3 per-round ratios, "
                      r"range 0\.\d\d-\d\.\d\d; short by 0\.\d\d\)", text), text  # fmt: skip
     assert re.search(r"base: +median \d+\.\d{3} s, \d+ tok/s \(rounds ", text), text
-    assert "rounds interleaved with the baseline, after 1 warm-up; 10 sequences x 64 tokens each" in text
+    assert "rounds interleaved with the baseline (both in float32), after 1 warm-up; 10 sequences x 64 tokens" in text
     # identity layers: the same answers, so only speed regressed
     others = {k: v for k, v in _cases(results, "slow").items() if k != "test_speedup[slow]"}
     assert all(state == "passed" for state, _ in others.values()), others
