@@ -28,7 +28,7 @@ from syrupy.extensions.json import JSONSnapshotExtension
 
 from compress.errors import CompressError
 from compress.evaluation.run import ModelRun
-from compress.metrics import OutputComparison, is_non_empty, similarity
+from compress.metrics import OutputComparison, compare_outputs, is_non_empty
 from compress.prompts import Prompt
 
 if TYPE_CHECKING:
@@ -151,14 +151,17 @@ def answer_drift(expected: dict, received: dict) -> str | None:
         return f"not the same gate, variant, engine or prompts (changed: {', '.join(changed) or 'prompts'})"
     if not old:
         return None
-    flipped = [k for k in old if is_non_empty(old[k].get("answer", "")) != is_non_empty(new[k].get("answer", ""))]
+    ids = list(old)
+    before = [old[k].get("answer", "") for k in ids]
+    comparison = compare_outputs(before, [new[k].get("answer", "") for k in ids])
+    flipped = [k for k, b, now in zip(ids, before, comparison.non_empty, strict=True) if is_non_empty(b) != now]
     if flipped:
         return f"answers became empty or non-empty: {', '.join(flipped)}"
-    scores = {k: similarity(old[k].get("answer", ""), new[k].get("answer", "")) for k in old}
-    mean = sum(scores.values()) / len(scores)
+    mean = comparison.avg_similarity
     if mean >= ANSWER_AGREEMENT:
         return None
-    worst = ", ".join(f"{k} {v:.2f}" for k, v in sorted(scores.items(), key=lambda kv: kv[1])[:3])
+    scores = sorted(zip(ids, comparison.similarities, strict=True), key=lambda kv: kv[1])
+    worst = ", ".join(f"{k} {v:.2f}" for k, v in scores[:3])
     return f"answers moved from the golden ones: mean similarity {mean:.3f} < {ANSWER_AGREEMENT} (lowest: {worst})"
 
 
