@@ -337,8 +337,15 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
     terminalreporter.write_sep("-", f"release gate {cfg.name}")
     terminalreporter.write_line(f"report: {path} (+ .md table, .png plot); junit: {config.option.xmlpath}")
     terminalreporter.write_line(
-        "models loaded: " + ", ".join(f"{x['variant']} ({x['worker']}, {x['status']}{_again(x)})" for x in loads)
+        "models loaded: "
+        + ", ".join(f"{x['variant']} ({x['worker']}, {x['status']}{_again(x)}{_load(x)})" for x in loads)
     )
+
+
+def _load(load: dict) -> str:
+    """Engine start is most of a GPU gate's wall time (cold torch.compile caches: 80-120 s a model on an H200)."""
+    seconds = load.get("load_seconds")
+    return f", load {seconds:.0f} s" if seconds else ""
 
 
 def _again(load: dict) -> str:

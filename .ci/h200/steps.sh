@@ -2,7 +2,7 @@
 # On the lent H200 after setup.sh: one step per `run` call. Logs and results go to $OUT (8 files at most).
 #   bash .ci/h200/steps.sh record GATE|check GATE|xdist|tp2|speed|bench|overhead [extra args]
 step=$1; shift
-export PYTHONPATH=/root/site HF_HUB_OFFLINE=1 EXAONE_COMPRESSION_HOME=/root/home VLLM_USE_FLASHINFER_SAMPLER=0 \
+export PYTHONPATH=/root/site:$PWD HF_HUB_OFFLINE=1 EXAONE_COMPRESSION_HOME=/root/home VLLM_USE_FLASHINFER_SAMPLER=0 \
   PYTHONUNBUFFERED=1 VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1 TOKENIZERS_PARALLELISM=false
 M=/root/home/models
 t() { local s=$(date +%s); "$@"; local rc=$?; echo "[$(( $(date +%s) - s )) s, rc $rc] ${*:1:8}"; return $rc; }
@@ -37,21 +37,40 @@ tp2)
   gate tiny-exaone4 gate-tp2.log --variants compressed-l29 --tensor-parallel-size 2 "$@"
   ;;
 speed)
-  # Issue 8: same model twice (good) and 1.3x the layers (slow) vs base; verdicts of disjoint 8-round blocks.
+  # Issue 8: same model twice (good) and 1.3x the layers (slow) vs base, ${SPEED_BATCHES:-10 256} sequences a
+  # round, 80 interleaved rounds each; blocks.py gives the verdicts of disjoint 8-round blocks (one gate run's).
   [ -d /root/speed/base ] || t python3 .ci/h200/make_speed_models.py /root/speed > $OUT/make-speed.log 2>&1
-  tail -3 $OUT/make-speed.log
-  for batch in 10 64; do
+  tail -3 $OUT/make-speed.log; mkdir -p /root/speed-results
+  for batch in ${SPEED_BATCHES:-10 256}; do
     t python3 -m pytest tests/gate/test_release_gate.py -m gpu -k test_speedup --models-dir=/root/speed \
       --gate-dtype bfloat16 --gate-thresholds .ci/h200/speed-thresholds.toml --gate-speed-batch $batch \
       -p no:cacheprovider -q -rfE "$@" > $OUT/speed-b$batch.log 2>&1
-    tail -6 $OUT/speed-b$batch.log | grep -v "^$"; cp reports/gate/speed-speed.json $OUT/speed-b$batch.json 2>/dev/null
+    tail -6 $OUT/speed-b$batch.log | grep -v "^$"; cp reports/gate/speed-speed.json $OUT/speed-b$batch.json
+    cp reports/gate/speed-speed.json /root/speed-results/b$batch.json
     python3 .ci/h200/blocks.py reports/gate/speed-speed.json .ci/h200/speed-thresholds.toml speed 8
+  done
+  ;;
+reruns)
+  # Issue 8: whole gate reruns (fresh pytest, fresh engines, the default 8 rounds) at batch $1, up to $2 of
+  # them, none started after $3 seconds; every rerun's speed file comes back in reruns-b$1.tar.
+  batch=$1 n=$2 budget=$3; shift 3; mkdir -p /root/reruns
+  for i in $(seq 1 $n); do
+    [ $SECONDS -gt $budget ] && break
+    t python3 -m pytest tests/gate/test_release_gate.py -m gpu -k test_speedup --models-dir=/root/speed \
+      --gate-dtype bfloat16 --gate-thresholds .ci/h200/speed-thresholds.toml --gate-speed-batch $batch \
+      -p no:cacheprovider -q -rfE "$@" > /root/reruns/b$batch-$i.log 2>&1
+    grep -E "passed|failed" /root/reruns/b$batch-$i.log | tail -1
+    cp reports/gate/speed-speed.json /root/reruns/b$batch-$i.json
+    python3 .ci/h200/blocks.py /root/reruns/b$batch-$i.json .ci/h200/speed-thresholds.toml speed 8
+    tar -C /root/reruns -cf $OUT/reruns-b$batch.tar .
   done
   ;;
 bench)
   t python3 -m compress bench "$@" > $OUT/bench.log 2>&1; tail -40 $OUT/bench.log
   ;;
 overhead)
-  t python3 -m compress bench overhead "$@" > $OUT/overhead.log 2>&1; tail -30 $OUT/overhead.log
+  # the logs folder (bench overhead --logs) comes back as one tar: $OUT returns 8 files at most
+  t python3 -m compress bench overhead --logs /root/ovlogs "$@" > $OUT/overhead.log 2>&1; tail -30 $OUT/overhead.log
+  tar -C /root/ovlogs -cf $OUT/ovlogs.tar .
   ;;
 esac

@@ -143,7 +143,15 @@ class GateSession:
             while_loaded=self._time_while_loaded if self.measure_speed else None,
             **self._engine_kwargs(),
         )
-        self.loads.append({"variant": variant, "worker": self.worker, "pid": os.getpid(), "status": run.status})
+        self.loads.append(
+            {
+                "variant": variant,
+                "worker": self.worker,
+                "pid": os.getpid(),
+                "status": run.status,
+                "load_seconds": run.load_seconds,
+            }
+        )
         return run
 
     def _time_while_loaded(self, engine: Engine, run: ModelRun) -> None:
@@ -191,6 +199,7 @@ class GateSession:
                 "worker": self.worker,
                 "pid": os.getpid(),
                 "status": status,
+                "load_seconds": getattr(loaded, "load_seconds", None),
                 "role": "timing",
                 "as": key,
             }

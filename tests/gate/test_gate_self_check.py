@@ -270,7 +270,7 @@ def test_golden_mismatches_fail_and_only_snapshot_update_rewrites(first_run: Fir
     assert {p: p.read_text(encoding="utf-8") for p in (good, empty)} == before  # a check never writes
     loads = re.search(r"models loaded: (.*)", proc.stdout)
     assert loads, proc.stdout[-3000:]
-    loaded = re.findall(r"(\w+) \((gw\d), ok\)", loads[1])
+    loaded = re.findall(r"(\w+) \((gw\d), ok, load \d+ s\)", loads[1])
     assert sorted(v for v, _ in loaded) == ["base", "empty", "good"], loads[1]  # each once, over 2 workers
     assert len({w for _, w in loaded}) == 2
 
