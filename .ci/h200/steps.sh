@@ -12,6 +12,12 @@ gate() {  # gate NAME LOG [pytest args]: the README's GPU command on one models 
     --durations=5 "$@" > $OUT/$log 2>&1
   tail -12 $OUT/$log | grep -v "^$"
 }
+speed_gate() {  # speed_gate BATCH LOG [pytest args]: the gate's speed cases alone on /root/speed (issue 8)
+  local batch=$1 log=$2; shift 2
+  t python3 -m pytest tests/gate/test_release_gate.py -m gpu -k test_speedup --models-dir=/root/speed \
+    --gate-dtype bfloat16 --gate-thresholds .ci/h200/speed-thresholds.toml --gate-speed-batch $batch \
+    -p no:cacheprovider -q -rfE "$@" > $log 2>&1
+}
 case $step in
 record)
   # steps.sh record GATE [args]: write GPU goldens and bring them back at once: every `run` call gets a fresh
@@ -40,13 +46,10 @@ speed)
   # Issue 8: same model twice (good) and 1.3x the layers (slow) vs base, ${SPEED_BATCHES:-10 256} sequences a
   # round, 80 interleaved rounds each; blocks.py gives the verdicts of disjoint 8-round blocks (one gate run's).
   [ -d /root/speed/base ] || t python3 .ci/h200/make_speed_models.py /root/speed > $OUT/make-speed.log 2>&1
-  tail -3 $OUT/make-speed.log; mkdir -p /root/speed-results
+  tail -3 $OUT/make-speed.log
   for batch in ${SPEED_BATCHES:-10 256}; do
-    t python3 -m pytest tests/gate/test_release_gate.py -m gpu -k test_speedup --models-dir=/root/speed \
-      --gate-dtype bfloat16 --gate-thresholds .ci/h200/speed-thresholds.toml --gate-speed-batch $batch \
-      -p no:cacheprovider -q -rfE "$@" > $OUT/speed-b$batch.log 2>&1
+    speed_gate $batch $OUT/speed-b$batch.log "$@"
     tail -6 $OUT/speed-b$batch.log | grep -v "^$"; cp reports/gate/speed-speed.json $OUT/speed-b$batch.json
-    cp reports/gate/speed-speed.json /root/speed-results/b$batch.json
     python3 .ci/h200/blocks.py reports/gate/speed-speed.json .ci/h200/speed-thresholds.toml speed 8
   done
   ;;
@@ -56,9 +59,7 @@ reruns)
   batch=$1 n=$2 budget=$3; shift 3; mkdir -p /root/reruns
   for i in $(seq 1 $n); do
     [ $SECONDS -gt $budget ] && break
-    t python3 -m pytest tests/gate/test_release_gate.py -m gpu -k test_speedup --models-dir=/root/speed \
-      --gate-dtype bfloat16 --gate-thresholds .ci/h200/speed-thresholds.toml --gate-speed-batch $batch \
-      -p no:cacheprovider -q -rfE "$@" > /root/reruns/b$batch-$i.log 2>&1
+    speed_gate $batch /root/reruns/b$batch-$i.log "$@"
     grep -E "passed|failed" /root/reruns/b$batch-$i.log | tail -1
     cp reports/gate/speed-speed.json /root/reruns/b$batch-$i.json
     python3 .ci/h200/blocks.py /root/reruns/b$batch-$i.json .ci/h200/speed-thresholds.toml speed 8
