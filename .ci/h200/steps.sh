@@ -15,7 +15,7 @@ gate() {  # gate NAME LOG [pytest args]: the README's GPU command on one models 
 speed_gate() {  # speed_gate BATCH LOG [pytest args]: the gate's speed cases alone on /root/speed (issue 8)
   local batch=$1 log=$2; shift 2
   t python3 -m pytest tests/gate/test_release_gate.py -m gpu -k test_speedup --models-dir=/root/speed \
-    --gate-dtype bfloat16 --gate-thresholds .ci/h200/speed-thresholds.toml --gate-speed-batch $batch \
+    --gate-dtype bfloat16 --gate-thresholds tests/gate/thresholds.toml --gate-speed-batch $batch \
     -p no:cacheprovider -q -rfE "$@" > $log 2>&1
 }
 case $step in
@@ -43,14 +43,15 @@ tp2)
   gate tiny-exaone4 gate-tp2.log --variants compressed-l29 --tensor-parallel-size 2 "$@"
   ;;
 speed)
-  # Issue 8: same model twice (good) and 1.3x the layers (slow) vs base, ${SPEED_BATCHES:-10 256} sequences a
-  # round, 80 interleaved rounds each; blocks.py gives the verdicts of disjoint 8-round blocks (one gate run's).
-  [ -d /root/speed/base ] || t python3 .ci/h200/make_speed_models.py /root/speed > $OUT/make-speed.log 2>&1
+  # Issue 8: same model twice (good), 1.3x the layers (slow) and 2x (slow2x) vs base, ${SPEED_BATCHES:-10 256}
+  # sequences a round (pass --gate-repeats 80); blocks.py gives the verdicts of disjoint 8-round blocks (one gate
+  # run's each).
+  [ -d /root/speed/slow2x ] || t python3 .ci/h200/make_speed_models.py /root/speed > $OUT/make-speed.log 2>&1
   tail -3 $OUT/make-speed.log
   for batch in ${SPEED_BATCHES:-10 256}; do
     speed_gate $batch $OUT/speed-b$batch.log "$@"
     tail -6 $OUT/speed-b$batch.log | grep -v "^$"; cp reports/gate/speed-speed.json $OUT/speed-b$batch.json
-    python3 .ci/h200/blocks.py reports/gate/speed-speed.json .ci/h200/speed-thresholds.toml speed 8
+    python3 .ci/h200/blocks.py reports/gate/speed-speed.json tests/gate/thresholds.toml speed 8
   done
   ;;
 reruns)
@@ -62,7 +63,7 @@ reruns)
     speed_gate $batch /root/reruns/b$batch-$i.log "$@"
     grep -E "passed|failed" /root/reruns/b$batch-$i.log | tail -1
     cp reports/gate/speed-speed.json /root/reruns/b$batch-$i.json
-    python3 .ci/h200/blocks.py /root/reruns/b$batch-$i.json .ci/h200/speed-thresholds.toml speed 8
+    python3 .ci/h200/blocks.py /root/reruns/b$batch-$i.json tests/gate/thresholds.toml speed 8
     tar -C /root/reruns -cf $OUT/reruns-b$batch.tar .
   done
   ;;

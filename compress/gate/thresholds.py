@@ -1,11 +1,15 @@
 """Per-variant release thresholds from a checked-in TOML file, validated at load (unknown keys fail at once).
 
-Resolution, later wins: the built-in defaults below, the file's ``[defaults]``, ``[gates.<gate>.defaults]``,
-then ``[gates.<gate>.variants.<variant>]``. ``<gate>`` is the gate's name (by default the models folder's
-name, e.g. ``tiny-exaone4``), so one file serves several variant matrices::
+Resolution, later wins: the built-in defaults below, the file's ``[defaults]``, ``[variants.<variant>]`` (a
+variant in every gate: what 4-bit weights cost holds for any model), ``[gates.<gate>.defaults]``, then
+``[gates.<gate>.variants.<variant>]``. ``<gate>`` is the gate's name (by default the models folder's name, e.g.
+``tiny-exaone4``), so one file serves several variant matrices::
 
     [defaults]
     non_empty_rate = 1.0
+
+    [variants.base-llmc-awq]
+    speedup = 0.77
 
     [gates.smollm2.variants.compressed-l29]
     avg_similarity = 0.40   # measured 0.46 on 2026-11-28
@@ -63,6 +67,7 @@ class _ThresholdsFile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     defaults: _Overrides = _Overrides()
+    variants: dict[str, _Overrides] = {}
     gates: dict[str, _GateSection] = {}
 
 
@@ -93,6 +98,7 @@ class Thresholds:
         section = self._data.gates.get(gate, _GateSection())
         layers = [
             (self._data.defaults, "[defaults]"),
+            (self._data.variants.get(variant, _Overrides()), f"[variants.{variant}]"),
             (section.defaults, f"[gates.{gate}.defaults]"),
             (section.variants.get(variant, _Overrides()), f"[gates.{gate}.variants.{variant}]"),
         ]
@@ -123,7 +129,8 @@ def load_thresholds(path: str | Path) -> Thresholds:
         )
         raise CompressError(
             f"thresholds file {file} is invalid: {problems}",
-            f"use tables [defaults], [gates.<gate>.defaults], [gates.<gate>.variants.<variant>] with keys "
+            f"use tables [defaults], [variants.<variant>], [gates.<gate>.defaults], [gates.<gate>.variants.<variant>] "
+            f"with keys "
             f"{', '.join(FIELDS)}",
         ) from None
     return Thresholds(path=file, _data=data)

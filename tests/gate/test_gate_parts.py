@@ -70,17 +70,23 @@ def test_thresholds_resolve_most_specific_table_last_and_say_where(tmp_path: Pat
     th = _thresholds(
         tmp_path,
         "[defaults]\navg_similarity = 0.6\nspeedup = 0.9\n"
+        "[variants.l29]\nspeedup = 0.8\navg_similarity = 0.5\n"
         "[gates.tiny.defaults]\navg_similarity = 0.7\n"
         "[gates.tiny.variants.l29]\navg_similarity = 0.3\n",
     )
     l29 = th.for_variant("tiny", "l29")
     assert l29.floors.avg_similarity == 0.3
-    assert l29.floors.speedup == 0.9
+    assert l29.floors.speedup == 0.8
     assert l29.floors.non_empty_rate == 1.0
     assert l29.source("avg_similarity") == "thresholds.toml [gates.tiny.variants.l29]"
+    assert l29.source("speedup") == "thresholds.toml [variants.l29]"
     assert l29.source("non_empty_rate") == "built-in default"
     assert th.for_variant("tiny", "other").floors.avg_similarity == 0.7
-    assert th.for_variant("smollm2", "l29").floors.avg_similarity == 0.6
+    assert th.for_variant("tiny", "other").floors.speedup == 0.9
+    # a variant's table holds in every gate, below that gate's own tables
+    assert th.for_variant("smollm2", "l29").floors.avg_similarity == 0.5
+    assert th.for_variant("smollm2", "l29").source("speedup") == "thresholds.toml [variants.l29]"
+    assert th.for_variant("smollm2", "other").floors.avg_similarity == 0.6
 
 
 @pytest.mark.parametrize(
@@ -88,6 +94,7 @@ def test_thresholds_resolve_most_specific_table_last_and_say_where(tmp_path: Pat
     [
         ("[defaults]\nmin_similary = 0.5\n", "defaults.min_similary: Extra inputs are not permitted"),
         ("[gates.x.variants.y]\nspeedup = 0\n", "gates.x.variants.y.speedup: Input should be greater than 0"),
+        ("[variants.y]\nspeed = 0.9\n", "variants.y.speed: Extra inputs are not permitted"),
         ("[defaults]\nexact_match = 1.5\n", "defaults.exact_match: Input should be less than or equal to 1"),
         ("[defaults\n", "is not valid TOML"),
     ],
@@ -99,8 +106,20 @@ def test_a_malformed_thresholds_file_is_one_clear_error(tmp_path: Path, text: st
     assert "\n" not in str(err.value)
 
 
-def test_the_checked_in_thresholds_file_is_valid() -> None:
+def test_the_checked_in_thresholds_file_is_valid_and_names_only_real_variants() -> None:
+    """A misspelt variant table would be valid TOML that silently applies to nothing."""
+    import tomllib
+
+    from compress.recipe import builtin_recipes, load_recipe
+
     load_thresholds(REPO / "tests/gate/thresholds.toml")
+    raw = tomllib.loads((REPO / "tests/gate/thresholds.toml").read_text(encoding="utf-8"))
+    recipes = {name: set(load_recipe(path).variants) for name, path in builtin_recipes().items()}
+    every_gate = set(raw["variants"])
+    assert every_gate and every_gate <= set().union(*recipes.values()), sorted(every_gate)
+    for gate, tables in raw["gates"].items():
+        if gate in recipes:  # a built-in matrix: its tables must name its variants
+            assert set(tables.get("variants", {})) <= recipes[gate], (gate, sorted(tables["variants"]))
 
 
 # --- failure messages -----------------------------------------------------------------------------------
