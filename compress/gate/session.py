@@ -143,16 +143,22 @@ class GateSession:
             while_loaded=self._time_while_loaded if self.measure_speed else None,
             **self._engine_kwargs(),
         )
-        self.loads.append(
-            {
-                "variant": variant,
-                "worker": self.worker,
-                "pid": os.getpid(),
-                "status": run.status,
-                "load_seconds": run.load_seconds,
-            }
-        )
+        self._note_load(variant, run.status, run.load_seconds)
         return run
+
+    def _note_load(self, variant: str, status: str, load_seconds: float | None, timing_as: str | None = None) -> None:
+        """One entry of the summary's ``models loaded:`` (conftest.py), the proof each model loads once;
+        ``timing_as`` marks the baseline's load as the timing reference for that engine/dtype key."""
+        load = {
+            "variant": variant,
+            "worker": self.worker,
+            "pid": os.getpid(),
+            "status": status,
+            "load_seconds": load_seconds,
+        }
+        if timing_as is not None:
+            load |= {"role": "timing", "as": timing_as}
+        self.loads.append(load)
 
     def _time_while_loaded(self, engine: Engine, run: ModelRun) -> None:
         """Speed rounds while ``engine`` is loaded, interleaved with the resident baseline."""
@@ -193,17 +199,7 @@ class GateSession:
         except Exception as exc:  # every speed case reports it
             self._reference_errors[key] = f"baseline {cfg.baseline} could not load for timing ({key}): {exc}"
             status = "failed"
-        self.loads.append(
-            {
-                "variant": cfg.baseline,
-                "worker": self.worker,
-                "pid": os.getpid(),
-                "status": status,
-                "load_seconds": getattr(loaded, "load_seconds", None),
-                "role": "timing",
-                "as": key,
-            }
-        )
+        self._note_load(cfg.baseline, status, loaded.load_seconds if loaded else None, timing_as=key)
         return loaded
 
     def _reference_run(self) -> ModelRun:

@@ -9,7 +9,7 @@ variant in every gate: what 4-bit weights cost holds for any model), ``[gates.<g
     non_empty_rate = 1.0
 
     [variants.base-llmc-awq]
-    speedup = 0.77
+    speedup = 0.78
 
     [gates.smollm2.variants.compressed-l29]
     avg_similarity = 0.40   # measured 0.46 on 2026-11-28
@@ -130,7 +130,6 @@ def load_thresholds(path: str | Path) -> Thresholds:
         raise CompressError(
             f"thresholds file {file} is invalid: {problems}",
             f"use tables [defaults], [variants.<variant>], [gates.<gate>.defaults], [gates.<gate>.variants.<variant>] "
-            f"with keys "
-            f"{', '.join(FIELDS)}",
+            f"with keys {', '.join(FIELDS)}",
         ) from None
     return Thresholds(path=file, _data=data)
