@@ -34,8 +34,8 @@ from compress.builders.common import (
     load_tokenizer,
     pick_device,
 )
-from compress.errors import CompressError
-from compress.models.checks import read_config
+from compress.core.errors import CompressError
+from compress.folders.checks import read_config
 
 # EXAONE 3.x modules (remote code): transformer.h.<i>.{ln_1, attn.attention.{q,k,v,out}_proj, ln_2,
 # mlp.{c_fc_0 (gate), c_fc_1 (up), c_proj (down)}}. Pre-norm like llama, so llama's four mappings apply.

@@ -20,7 +20,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from compress.errors import CompressError
+from compress.core.atomicio import write_text_atomic
+from compress.core.errors import CompressError
 
 log = logging.getLogger(__name__)
 
@@ -173,8 +174,8 @@ def base_answers(
     The answers are the teacher's own: distilling on them asks the student to say what the base says.
     Cached under ``ctx.cache_dir`` by the base's file hashes, the prompts and ``max_new_tokens``.
     """
-    from compress.manifest import folder_digest
-    from compress.prompts import load_training_prompts
+    from compress.core.prompts import load_training_prompts
+    from compress.folders.manifest import folder_digest
 
     prompts = load_training_prompts()
     key_src = {
@@ -192,13 +193,11 @@ def base_answers(
     samples = _generate_answers(ctx, [p.text for p in prompts], max_new_tokens, device, batch_size)
     if cache_file is not None:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(f".tmp-{os.getpid()}")
         payload = {
             "key": key_src,
             "samples": [{"input_ids": s.input_ids, "loss_start": s.loss_start} for s in samples],
         }
-        tmp.write_text(json.dumps(payload), encoding="utf-8")
-        os.replace(tmp, cache_file)
+        write_text_atomic(cache_file, json.dumps(payload))
     return samples
 
 

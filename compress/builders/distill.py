@@ -46,8 +46,8 @@ from compress.builders.common import (
     pick_device,
     text_file_samples,
 )
-from compress.errors import CompressError
-from compress.models.checks import read_config
+from compress.core.errors import CompressError
+from compress.folders.checks import read_config
 
 
 class DistillParams(StepParams):
@@ -178,7 +178,7 @@ def layer_range(src: Path, spec: str | tuple[int, int], n_layers: int) -> tuple[
     if spec == "all":
         return None
     if spec == "around-cut":
-        from compress.models.atomic import read_manifest
+        from compress.folders.atomic import read_manifest
 
         manifest = read_manifest(src) or {}
         prunes = [s.get("result", {}) for s in manifest.get("steps", []) if s.get("step") == "prune"]
@@ -212,7 +212,7 @@ def freeze_outside(model: Any, span: tuple[int, int] | None) -> str:
 
 def same_weights(a: Path, b: Path) -> bool:
     """True when both folders hold byte-identical safetensors files (by content hash)."""
-    from compress.manifest import weights_digest
+    from compress.folders.manifest import weights_digest
 
     return a.resolve() == b.resolve() or weights_digest(a) == weights_digest(b)
 

@@ -28,8 +28,9 @@ from typing import Any
 from pydantic import Field
 
 from compress.builders.common import BuildContext, StepParams, base_answers, carry_side_files, load_tokenizer
-from compress.errors import CompressError
-from compress.models.checks import read_config
+from compress.core.errors import CompressError
+from compress.folders.checks import read_config
+from compress.folders.matrix import BASELINE
 
 INDEX_FILE = "model.safetensors.index.json"
 # Config keys that count decoder layers, by family: llama/EXAONE 4, EXAONE 3.x, GPT-2 style.
@@ -52,7 +53,7 @@ class PruneParams(StepParams):
 
 def name_for(parent: str, params: PruneParams) -> str:
     """``base`` -> ``compressed-l29``; a pruned variant of another variant appends ``-l29``."""
-    return f"compressed-l{params.keep}" if parent == "base" else f"{parent}-l{params.keep}"
+    return f"compressed-l{params.keep}" if parent == BASELINE else f"{parent}-l{params.keep}"
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import importlib
 import logging
 import sys
 
-from compress.errors import CompressError, EmptyOutputError
+from compress.core.errors import CompressError, EmptyOutputError
 
 COMMANDS = {
     "make-models": "compress.cli.make_models",

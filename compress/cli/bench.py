@@ -21,10 +21,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from compress.errors import CompressError
-from compress.evaluation.dummy_models import MODELS, SHAPES, VARIANTS
+from compress.bench.dummy_models import MODELS, SHAPES, VARIANTS
+from compress.core.atomicio import check_writable_file
+from compress.core.errors import CompressError
+from compress.folders.matrix import BASELINE
 from compress.gate.options import split_list
-from compress.reports.json_report import check_report_path
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -118,7 +119,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     ov.add_argument("--models-dir", required=True, metavar="DIR", help="folder with one folder per variant")
-    ov.add_argument("--baseline", default="base", help="the gate's baseline variant (default: base)")
+    ov.add_argument("--baseline", default=BASELINE, help=f"the gate's baseline variant (default: {BASELINE})")
     ov.add_argument(
         "--variants",
         dest="overhead_variants",
@@ -174,9 +175,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from compress.evaluation.bench import BenchSettings, markdown, run_bench, write_result
+    from compress.bench.benchmark import BenchSettings, markdown, run_bench, write_result
 
-    out = check_report_path(args.out) if args.out else None
+    out = check_writable_file(args.out) if args.out else None
     variants = tuple(split_list(args.variants))
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
@@ -211,11 +212,11 @@ def run_overhead(args: argparse.Namespace) -> int:
     import json
     import shlex
 
-    from compress.evaluation.overhead import OverheadSettings, overhead_text
-    from compress.evaluation.overhead import run_overhead as measure
-    from compress.reports.json_report import atomic_file
+    from compress.bench.overhead import OverheadSettings, overhead_text
+    from compress.bench.overhead import run_overhead as measure
+    from compress.core.atomicio import atomic_file
 
-    out = check_report_path(args.overhead_out) if args.overhead_out else None
+    out = check_writable_file(args.overhead_out) if args.overhead_out else None
     settings = OverheadSettings(
         models_dir=Path(args.models_dir).expanduser().resolve(),
         baseline=args.baseline,

@@ -45,11 +45,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from compress.recipe import load_recipe
+    from compress.build.recipe import load_recipe
 
     recipe = load_recipe(args.recipe, profile=args.profile)
     print(recipe.describe())
-    from compress.build import build_matrix, matrix_status, summary
+    from compress.build.matrix import build_matrix, matrix_status, summary
 
     if args.plan:
         for name, state in matrix_status(recipe, out_dir=args.out).items():

@@ -22,10 +22,14 @@ from compress.cli.options import (
     check_engine_args,
     sampling_from_args,
 )
-from compress.errors import CompressError
-from compress.evaluation.compare import compare_models, matrix_models, name_models
-from compress.prompts import load_prompts
-from compress.reports import check_report_path, companion_paths, markdown_table, write_compare_reports
+from compress.core.errors import CompressError
+from compress.core.prompts import default_fidelity_prompts_file, load_prompts
+from compress.core.tasks import load_tasks
+from compress.evaluation.compare import matrix_models, name_models, run_models
+from compress.evaluation.quality import QualityPlan
+from compress.reports import check_writable_file, companion_paths, markdown_table, write_compare_reports
+from compress.reports.compare import build_report
+from compress.reports.json_report import Settings
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +61,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--prompts-file", default=None, help="prompts (TOML, JSON or text); default: the fixed set"
     )
+    quality = parser.add_argument_group("quality (measured while each model is loaded, never timed)")
+    quality.add_argument(
+        "--fidelity-prompts",
+        default=None,
+        metavar="FILE",
+        help="prompts whose baseline answers each candidate scores teacher-forced (KL, top-1 agreement), "
+        "besides --prompts-file's; default: the shipped fidelity set",
+    )
+    quality.add_argument(
+        "--tasks-file", default=None, metavar="JSONL", help="task items with checkable answers (default: shipped)"
+    )
+    quality.add_argument(
+        "--no-quality", action="store_true", help="skip fidelity and task accuracy (text similarity only, as before)"
+    )
     add_engine_options(parser)
     add_sampling_options(parser)
     add_timing_options(parser, warmup=1, repeats=3)
@@ -65,17 +83,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # Everything that can be checked without a model is checked first: no load is wasted on a typo.
-    report_file = check_report_path(args.report_file)
+    report_file = check_writable_file(args.report_file)
     if report_file.suffix in (".md", ".png"):
         raise CompressError(
             f"report file {report_file} would be overwritten by its own table or plot",
             "give the JSON report a .json name",
         )
     for companion in companion_paths(report_file).values():
-        check_report_path(companion)
+        check_writable_file(companion)
     sampling = sampling_from_args(args)
     check_engine_args(args)
     prompts = load_prompts(args.prompts_file)
+    plan = None
+    if not args.no_quality:
+        fidelity_prompts = load_prompts(args.fidelity_prompts or default_fidelity_prompts_file())
+        plan = QualityPlan(fidelity_sets={"fidelity": fidelity_prompts}, tasks=load_tasks(args.tasks_file))
     if args.matrix:
         baseline, candidates = matrix_models(args.matrix, args.candidate_models or None)
     else:
@@ -93,18 +115,23 @@ def run(args: argparse.Namespace) -> int:
         args.repeats,
     )
 
-    report = compare_models(
-        baseline,
-        candidates,
-        prompts,
-        sampling,
+    settings = Settings(
         engine=args.engine,
         dtype=args.dtype,
         warmup=args.warmup,
         repeats=args.repeats,
         tensor_parallel_size=args.tensor_parallel_size,
-        trust_remote_code=args.trust_remote_code,
     )
+    runs = run_models(
+        baseline,
+        candidates,
+        prompts,
+        sampling,
+        trust_remote_code=args.trust_remote_code,
+        quality=plan,
+        **dict(settings),
+    )
+    report = build_report(runs[0], runs[1:], prompts, sampling, settings)
     written = write_compare_reports(report, report_file)
     print(markdown_table(report), end="")
     print(

@@ -9,19 +9,13 @@ sha256); a complete folder made by the current code is reused as it is unless ``
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import time
 from pathlib import Path
 
-from compress import paths
-from compress.models.atomic import MANIFEST, read_manifest
-
-# name -> (module, maker, folder name under sources/). The order is the order they are made in.
-MODELS = {
-    "smollm2": ("compress.models.smollm2", "make_smollm2", "smollm2-135m-instruct"),
-    "tiny-exaone4": ("compress.models.tiny_exaone4", "make_tiny_exaone4", "tiny-exaone4"),
-}
+from compress.core import paths
+from compress.folders.atomic import MANIFEST, read_manifest
+from compress.local_models.registry import LOCAL_MODELS
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -31,21 +25,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--only", choices=sorted(MODELS), help="make only this model")
+    parser.add_argument("--only", choices=sorted(LOCAL_MODELS), help="make only this model")
     parser.add_argument("--force", action="store_true", help="remake even when the folder is complete")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    names = [args.only] if args.only else list(MODELS)
+    names = [args.only] if args.only else list(LOCAL_MODELS)
     print(f"local models under {paths.sources_dir()}", flush=True)
     for name in names:
-        module, maker, folder_name = MODELS[name]
-        manifest = paths.sources_dir() / folder_name / MANIFEST
+        model = LOCAL_MODELS[name]
+        manifest = model.folder / MANIFEST
         before = manifest.stat().st_mtime_ns if read_manifest(manifest.parent) else None
         print(f"[{name}] {'checking' if before and not args.force else 'making'} ...", flush=True)
         started = time.perf_counter()
-        folder = Path(getattr(importlib.import_module(module), maker)(force=args.force))
+        folder = model.make(force=args.force)
         seconds = time.perf_counter() - started
         remade = before is None or manifest.stat().st_mtime_ns != before
         status = f"made in {seconds:.1f} s" if remade else "up to date"

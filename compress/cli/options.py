@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import argparse
 
+from compress.core.errors import CompressError
 from compress.engines import SamplingConfig
 from compress.engines.select import ENGINES
-from compress.errors import CompressError
 
 DTYPES = ("float32", "bfloat16", "float16")
 

@@ -23,16 +23,16 @@ from compress.cli.options import (
     check_engine_args,
     sampling_from_args,
 )
+from compress.core.atomicio import check_writable_file
+from compress.core.errors import CompressError, EmptyOutputError
+from compress.core.similarity import is_non_empty
 from compress.engines import SamplingConfig
-from compress.errors import CompressError, EmptyOutputError
-from compress.evaluation.compare import engine_info
 from compress.evaluation.run import ModelRun, run_model
-from compress.metrics import is_non_empty
+from compress.reports.compare import engine_info
 from compress.reports.json_report import (
     SamplingInfo,
     TimingInfo,
     VerifyReport,
-    check_report_path,
     host_info,
     now,
     write_json,
@@ -100,7 +100,7 @@ def build_verify_report(
 
 
 def run(args: argparse.Namespace) -> int:
-    report_file = check_report_path(args.report_file) if args.report_file else None
+    report_file = check_writable_file(args.report_file) if args.report_file else None
     sampling = sampling_from_args(args)
     check_engine_args(args)
     if not args.prompt.strip():

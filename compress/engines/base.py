@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol, Self
 
+from compress.core.fidelity import TokenLogprobs
+
 
 @dataclass(frozen=True)
 class SamplingConfig:
@@ -27,6 +29,10 @@ class Generation:
     prompt_tokens: int
     output_tokens: int
     finish_reason: str | None = None
+    prompt_token_ids: tuple[int, ...] = ()
+    """The chat-templated prompt as the engine tokenized it, and below, the answer's tokens: teacher-forced
+    scoring replays exactly this sequence under another model."""
+    token_ids: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,15 @@ class BatchResult:
         return sum(g.output_tokens for g in self.generations)
 
 
+@dataclass(frozen=True)
+class ScoreRequest:
+    """A token sequence to score teacher-forced: ``context`` is given, each token of ``continuation`` is scored
+    against the model's distribution after everything before it."""
+
+    context: tuple[int, ...]
+    continuation: tuple[int, ...]
+
+
 class Engine(Protocol):
     """What the evaluation needs from an engine. Implementations load in ``__init__`` and time it."""
 
@@ -62,6 +77,18 @@ class Engine(Protocol):
         """Generate from the raw prompt text with no chat template (what the old scripts did)."""
         ...
 
+    def chat_token_ids(self, prompts: list[str]) -> list[tuple[int, ...]]:
+        """Each prompt as one user turn through the chat template, tokenized as ``chat()`` does."""
+        ...
+
+    def encode(self, text: str, *, special: bool = False) -> tuple[int, ...]:
+        """Text to token ids; ``special`` adds the tokenizer's usual BOS/EOS as a plain prompt would have."""
+        ...
+
+    def score(self, requests: list[ScoreRequest], top_k: int) -> list[list[TokenLogprobs]]:
+        """One forward pass per sequence, no sampling: per continuation token, its logprob and the top-k."""
+        ...
+
     def describe(self) -> dict:
         """Engine name, versions and device, for reports."""
         ...
@@ -71,3 +98,15 @@ class Engine(Protocol):
     def __enter__(self) -> Self: ...
 
     def __exit__(self, *exc: object) -> None: ...
+
+
+def render_chat(tokenizer: object, prompt: str) -> str:
+    """One user turn through the model's chat template, ready for the assistant's answer."""
+    return tokenizer.apply_chat_template(  # type: ignore[attr-defined]
+        [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
+    )
+
+
+def render_chat_ids(tokenizer: object, prompt: str) -> tuple[int, ...]:
+    """:func:`render_chat`, tokenized without adding special tokens again (the template holds BOS and tags)."""
+    return tuple(tokenizer.encode(render_chat(tokenizer, prompt), add_special_tokens=False))  # type: ignore[attr-defined]

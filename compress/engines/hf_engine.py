@@ -9,8 +9,12 @@ import gc
 import time
 from typing import Self
 
-from compress.engines.base import BatchResult, Generation, SamplingConfig
-from compress.engines.versions import package_versions
+from compress.core.fidelity import TokenLogprobs
+from compress.core.provenance import package_versions
+from compress.engines.base import BatchResult, Generation, SamplingConfig, ScoreRequest, render_chat, render_chat_ids
+
+SCORE_BATCH = 8
+"""Sequences per forward pass when scoring: a batch's logits are batch x length x vocab floats."""
 
 
 class HfEngine:
@@ -47,12 +51,7 @@ class HfEngine:
         self.load_seconds = time.perf_counter() - started
 
     def chat(self, prompts: list[str], sampling: SamplingConfig) -> BatchResult:
-        rendered = [
-            self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False
-            )
-            for p in prompts
-        ]
+        rendered = [render_chat(self.tokenizer, p) for p in prompts]
         # The template already holds BOS/special tokens; adding them again would change the prompt.
         return self._generate(prompts, rendered, sampling, add_special_tokens=False)
 
@@ -95,16 +94,67 @@ class HfEngine:
             n_out = _count_until_eos(new, eos_ids, self.tokenizer.pad_token_id)
             text = self.tokenizer.decode(new[:n_out], skip_special_tokens=True)
             finish = "stop" if n_out < len(new) or (new and new[-1] in eos_ids) else "length"
+            n_prompt = int(batch["attention_mask"][i].sum())
             generations.append(
                 Generation(
                     prompt=prompt,
                     text=text,
-                    prompt_tokens=int(batch["attention_mask"][i].sum()),
+                    prompt_tokens=n_prompt,
                     output_tokens=n_out,
                     finish_reason=finish,
+                    prompt_token_ids=tuple(batch["input_ids"][i, prompt_len - n_prompt : prompt_len].tolist()),
+                    token_ids=tuple(new[:n_out]),
                 )
             )
         return BatchResult(generations=generations, seconds=seconds, metadata={"engine": self.name})
+
+    def chat_token_ids(self, prompts: list[str]) -> list[tuple[int, ...]]:
+        return [render_chat_ids(self.tokenizer, p) for p in prompts]
+
+    def encode(self, text: str, *, special: bool = False) -> tuple[int, ...]:
+        return tuple(self.tokenizer.encode(text, add_special_tokens=special))
+
+    def score(self, requests: list[ScoreRequest], top_k: int) -> list[list[TokenLogprobs]]:
+        """Right-padded batches (positions start at 0 for every row, so no shift), float32 log-softmax."""
+        import torch
+
+        scored: list[list[TokenLogprobs]] = []
+        for start in range(0, len(requests), SCORE_BATCH):
+            chunk = requests[start : start + SCORE_BATCH]
+            for request, logprobs in zip(chunk, self._batch_logprobs(chunk), strict=True):
+                targets = torch.tensor(request.continuation, device=logprobs.device)
+                picked = logprobs.gather(1, targets[:, None])[:, 0].tolist()
+                values, indices = logprobs.topk(top_k, dim=-1)
+                scored.append(
+                    [
+                        TokenLogprobs(target=t, target_logprob=lp, top=dict(zip(ix, vs, strict=True)))
+                        for t, lp, ix, vs in zip(
+                            request.continuation, picked, indices.tolist(), values.tolist(), strict=True
+                        )
+                    ]
+                )
+        return scored
+
+    def full_logprobs(self, request: ScoreRequest):
+        """The whole vocabulary's log-probabilities at each continuation position (a float32 tensor,
+        positions x vocab): what exact KL needs (compress.evaluation.fidelity.exact_fidelity)."""
+        return self._batch_logprobs([request])[0]
+
+    def _batch_logprobs(self, requests: list[ScoreRequest]) -> list:
+        import torch
+
+        rows = [[*r.context, *r.continuation] for r in requests]
+        width = max(len(r) for r in rows)
+        pad = self.tokenizer.pad_token_id or 0
+        ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=self.device)
+        mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=self.device)
+        with torch.inference_mode():
+            logits = self.model(input_ids=ids, attention_mask=mask).logits.float()
+        out = []
+        for i, r in enumerate(requests):
+            start, end = len(r.context), len(r.context) + len(r.continuation)
+            out.append(torch.log_softmax(logits[i, start - 1 : end - 1], dim=-1))
+        return out
 
     def describe(self) -> dict:
         import torch

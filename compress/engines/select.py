@@ -5,9 +5,9 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+from compress.core.errors import CompressError
 from compress.engines.base import Engine
-from compress.errors import CompressError
-from compress.models.checks import check_model_folder, is_quantized
+from compress.folders.checks import check_model_folder, is_quantized
 
 ENGINES = ("auto", "vllm", "hf")
 

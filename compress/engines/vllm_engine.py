@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import gc
 import time
-from typing import Self
+from typing import Any, Self
 
-from compress.engines.base import BatchResult, Generation, SamplingConfig
-from compress.engines.versions import package_versions
+from compress.core.fidelity import TokenLogprobs
+from compress.core.provenance import package_versions
+from compress.engines.base import BatchResult, Generation, SamplingConfig, ScoreRequest, render_chat_ids
+
+MAX_LOGPROBS = 20
+"""vLLM's default cap on returned logprobs; teacher-forced fidelity reads the top-20 (README: its truncation error)."""
 
 
 class VllmEngine:
@@ -26,31 +30,18 @@ class VllmEngine:
         *,
         dtype: str = "float32",
         device: str | None = None,
-        tensor_parallel_size: int = 1,
-        max_model_len: int | None = None,
-        gpu_memory_utilization: float | None = None,
-        enforce_eager: bool | None = None,
-        trust_remote_code: bool = False,
-        load_format: str = "safetensors",
+        **options: Any,
     ) -> None:
+        """``options`` are :func:`llm_kwargs`' (tensor_parallel_size, max_model_len, gpu_memory_utilization,
+        enforce_eager, trust_remote_code, load_format)."""
         import torch
         from vllm import LLM
 
         self.model_dir = str(model_dir)
         self.dtype = dtype
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        kwargs: dict = {
-            "model": self.model_dir,
-            "dtype": dtype,
-            "seed": 0,
-            "max_model_len": max_model_len or _default_max_model_len(self.model_dir),
-            "tensor_parallel_size": tensor_parallel_size,
-            "trust_remote_code": trust_remote_code,
-            "load_format": load_format,
-            "enforce_eager": (self.device == "cpu") if enforce_eager is None else enforce_eager,
-        }
-        if gpu_memory_utilization is not None:
-            kwargs["gpu_memory_utilization"] = gpu_memory_utilization
+        kwargs = llm_kwargs(self.model_dir, dtype=dtype, cuda=self.device != "cpu", **options)
+        kwargs.setdefault("max_logprobs", MAX_LOGPROBS)
         started = time.perf_counter()
         self.llm = LLM(**kwargs)
         self.load_seconds = time.perf_counter() - started
@@ -80,6 +71,34 @@ class VllmEngine:
             ignore_eos=sampling.ignore_eos,
         )
 
+    def chat_token_ids(self, prompts: list[str]) -> list[tuple[int, ...]]:
+        return [render_chat_ids(self.llm.get_tokenizer(), p) for p in prompts]
+
+    def encode(self, text: str, *, special: bool = False) -> tuple[int, ...]:
+        return tuple(self.llm.get_tokenizer().encode(text, add_special_tokens=special))
+
+    def score(self, requests: list[ScoreRequest], top_k: int) -> list[list[TokenLogprobs]]:
+        """Through ``prompt_logprobs``: vLLM returns, at every prompt position, the top-k and the actual token's
+        logprob, computed from the raw logits (before any sampling processor)."""
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        if top_k > MAX_LOGPROBS:
+            raise ValueError(f"top_k {top_k} exceeds the engine's max_logprobs {MAX_LOGPROBS}")
+        params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=top_k, detokenize=False)
+        prompts = [TokensPrompt(prompt_token_ids=[*r.context, *r.continuation]) for r in requests]
+        outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        scored = []
+        for request, out in zip(requests, outputs, strict=True):
+            ids = [*request.context, *request.continuation]
+            positions = []
+            for j in range(len(request.context), len(ids)):
+                dist = out.prompt_logprobs[j]
+                top = {tid: float(lp.logprob) for tid, lp in dist.items() if lp.rank is not None and lp.rank <= top_k}
+                positions.append(TokenLogprobs(target=ids[j], target_logprob=float(dist[ids[j]].logprob), top=top))
+            scored.append(positions)
+        return scored
+
     def _result(self, prompts: list[str], outputs: list, seconds: float) -> BatchResult:
         generations = [
             Generation(
@@ -88,6 +107,8 @@ class VllmEngine:
                 prompt_tokens=len(out.prompt_token_ids or []),
                 output_tokens=len(out.outputs[0].token_ids),
                 finish_reason=out.outputs[0].finish_reason,
+                prompt_token_ids=tuple(out.prompt_token_ids or ()),
+                token_ids=tuple(out.outputs[0].token_ids),
             )
             for prompt, out in zip(prompts, outputs, strict=True)
         ]
@@ -125,9 +146,38 @@ class VllmEngine:
         self.close()
 
 
+def llm_kwargs(
+    model_dir: str,
+    *,
+    dtype: str,
+    cuda: bool,
+    tensor_parallel_size: int = 1,
+    max_model_len: int | None = None,
+    gpu_memory_utilization: float | None = None,
+    enforce_eager: bool | None = None,
+    trust_remote_code: bool = False,
+    load_format: str = "safetensors",
+) -> dict:
+    """The ``LLM(...)`` keywords the gate's engine passes: one place, so the bare overhead script
+    (compress/bench/bare_gate.py) loads exactly what the gate loads. Eager on the CPU, compiled on CUDA."""
+    kwargs: dict = {
+        "model": str(model_dir),
+        "dtype": dtype,
+        "seed": 0,
+        "max_model_len": max_model_len or _default_max_model_len(str(model_dir)),
+        "tensor_parallel_size": tensor_parallel_size,
+        "trust_remote_code": trust_remote_code,
+        "load_format": load_format,
+        "enforce_eager": (not cuda) if enforce_eager is None else enforce_eager,
+    }
+    if gpu_memory_utilization is not None:
+        kwargs["gpu_memory_utilization"] = gpu_memory_utilization
+    return kwargs
+
+
 def _default_max_model_len(model_dir: str) -> int:
     """1024 tokens bound the KV cache for short chat prompts, but never above what the model supports."""
-    from compress.models.checks import read_config
+    from compress.folders.checks import read_config
 
     config = read_config(model_dir)
     limit = config.get("max_position_embeddings") or 1024

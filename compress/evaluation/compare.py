@@ -3,44 +3,29 @@
 Each model is loaded once, warmed up, timed over repeated batches and closed before the next one loads, so
 one process holds one engine at a time. A model that fails (missing folder, load error, crash) becomes a
 ``failed`` entry with its error and the others still run. Comparisons with the baseline (similarity, exact
-match, speedups) are computed afterwards from plain data by :func:`build_report`, which the unit tests and
-the gate can call on runs they made themselves.
+match, speedups) are made afterwards from the plain runs by :func:`compress.reports.compare.build_report`.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
-from compress import paths
+from compress.core import paths
+from compress.core.errors import CompressError
+from compress.core.prompts import Prompt
 from compress.engines import SamplingConfig
-from compress.errors import CompressError
+from compress.engines.base import Engine
+from compress.evaluation.quality import Quality, QualityPlan, measure_baseline, measure_variant
 from compress.evaluation.run import ModelRun, run_model
-from compress.evaluation.timing import speedup, token_speedup
-from compress.metrics import compare_outputs, is_non_empty
-from compress.prompts import Prompt
-from compress.reports.json_report import (
-    CompareReport,
-    EngineInfo,
-    ModelReport,
-    OutputRecord,
-    PromptInfo,
-    SamplingInfo,
-    Settings,
-    TimingInfo,
-    host_info,
-    now,
-)
+from compress.folders.matrix import BASELINE, list_variants
 
 log = logging.getLogger(__name__)
 
-BASELINE_VARIANT = "base"
-# Engine fields that must match the baseline's for a speedup to measure compression, not the engine.
-COMPARABLE_KEYS = ("engine", "device", "dtype")
 
 
 @dataclass(frozen=True)
@@ -65,13 +50,6 @@ def name_models(folders: list[str | Path]) -> list[ModelSpec]:
     return specs
 
 
-def _is_variant_folder(folder: Path) -> bool:
-    """A built variant: a folder with config.json that is not a builder's temp or lock leftover."""
-    name = folder.name
-    leftover = name.startswith(".") or ".tmp-" in name or ".old-" in name
-    return folder.is_dir() and not leftover and (folder / "config.json").is_file()
-
-
 def matrix_models(matrix: str, only: list[str] | None = None) -> tuple[ModelSpec, list[ModelSpec]]:
     """Baseline = ``<matrix_dir>/base``; candidates = every other variant folder there, sorted by name
     (or only the variants named in ``only``, in that order)."""
@@ -81,8 +59,8 @@ def matrix_models(matrix: str, only: list[str] | None = None) -> tuple[ModelSpec
             f"variant matrix {matrix!r} has no folder ({folder})",
             f"build it first (python -m compress build {matrix}, or tox -e build) or check EXAONE_COMPRESSION_HOME",
         )
-    baseline = ModelSpec(BASELINE_VARIANT, folder / BASELINE_VARIANT)
-    found = sorted(p.name for p in folder.iterdir() if p.name != BASELINE_VARIANT and _is_variant_folder(p))
+    baseline = ModelSpec(BASELINE, folder / BASELINE)
+    found = list_variants(folder, BASELINE, built_only=True)
     if only:
         unknown = [name for name in only if name not in found]
         if unknown:
@@ -94,7 +72,7 @@ def matrix_models(matrix: str, only: list[str] | None = None) -> tuple[ModelSpec
     return baseline, [ModelSpec(name, folder / name) for name in found]
 
 
-def compare_models(
+def run_models(
     baseline: ModelSpec,
     candidates: list[ModelSpec],
     prompts: list[Prompt],
@@ -106,12 +84,28 @@ def compare_models(
     repeats: int = 3,
     tensor_parallel_size: int = 1,
     trust_remote_code: bool = False,
-) -> CompareReport:
-    """Run the baseline, then each candidate, and compare them. Progress goes to stderr."""
-    settings = Settings(
-        engine=engine, dtype=dtype, warmup=warmup, repeats=repeats, tensor_parallel_size=tensor_parallel_size
-    )
+    quality: QualityPlan | None = None,
+) -> list[ModelRun]:
+    """Run the baseline, then each candidate (baseline first in the result). Progress goes to stderr.
+
+    With ``quality``, each model also measures fidelity to the baseline and task accuracy while it is loaded
+    (after its timed batches, so they never enter a speed figure)."""
     texts = [p.text for p in prompts]
+    plan = quality or QualityPlan(fidelity=False)
+    base_quality: list[Quality] = []
+
+    def measure(engine: Engine, run: ModelRun) -> None:
+        if not plan.active or run.result is None:
+            return
+        try:
+            if not base_quality:
+                run.quality = measure_baseline(engine, plan, sampling, prompts, run.result.generations)
+                base_quality.append(run.quality)
+            else:
+                run.quality = measure_variant(engine, plan, base_quality[0])
+        except Exception as exc:  # the model's other figures stand
+            run.quality = Quality(error=" ".join(f"{type(exc).__name__}: {exc}".split()))
+
     specs = [baseline, *candidates]
     runs: list[ModelRun] = []
     bar = tqdm(specs, desc="eval-compare", unit="model", file=sys.stderr, dynamic_ncols=True)
@@ -129,11 +123,12 @@ def compare_models(
             repeats=repeats,
             tensor_parallel_size=tensor_parallel_size,
             trust_remote_code=trust_remote_code,
+            while_loaded=measure if (i == 1 or base_quality) else None,
         )
         log.info("[%d/%d] %s: %s", i, len(specs), spec.name, _summary(run))
         runs.append(run)
     bar.close()
-    return build_report(runs[0], runs[1:], prompts, sampling, settings)
+    return runs
 
 
 def _summary(run: ModelRun) -> str:
@@ -145,107 +140,3 @@ def _summary(run: ModelRun) -> str:
         f"ok ({engine}), load {run.load_seconds:.1f} s, generation {run.timing.median:.2f} s median of "
         f"{len(run.timing.runs)}, {run.timing.output_tokens} tokens, {run.timing.tokens_per_second:.1f} tok/s"
     )
-
-
-def build_report(
-    baseline: ModelRun,
-    candidates: list[ModelRun],
-    prompts: list[Prompt],
-    sampling: SamplingConfig,
-    settings: Settings,
-) -> CompareReport:
-    """Compare finished runs with the baseline run (pure: no engines, no I/O)."""
-    models = {
-        run.name: model_report(run, baseline, prompts, settings, role=role)
-        for run, role in [(baseline, "baseline"), *((c, "candidate") for c in candidates)]
-    }
-    if len(models) != 1 + len(candidates):
-        raise ValueError("model names must be unique")
-    return CompareReport(
-        created=now(),
-        baseline=baseline.name,
-        prompts=[PromptInfo(id=p.id, text=p.text, lang=p.lang) for p in prompts],
-        sampling=SamplingInfo(**asdict(sampling)),
-        settings=settings,
-        host=host_info(),
-        models=models,
-    )
-
-
-def engine_info(run: ModelRun) -> EngineInfo:
-    info = run.engine or {}
-    return EngineInfo(
-        engine=info.get("engine"),
-        dtype=info.get("dtype"),
-        device=info.get("device"),
-        versions=info.get("versions", {}),
-    )
-
-
-def model_report(
-    run: ModelRun, baseline: ModelRun, prompts: list[Prompt], settings: Settings, *, role: str
-) -> ModelReport:
-    """One model's entry: its own figures, and the comparisons when it and the baseline both ran."""
-    fields: dict = {
-        "name": run.name,
-        "model_dir": run.model_dir,
-        "role": role,
-        "status": "ok" if run.ok else "failed",
-        "error": run.error,
-        "load_seconds": run.load_seconds,
-        "engine": engine_info(run),
-    }
-    if not run.ok or run.result is None or run.timing is None:
-        return ModelReport(**fields)
-    if len(run.result.generations) != len(prompts):
-        raise ValueError(f"{run.name}: {len(run.result.generations)} outputs for {len(prompts)} prompts")
-    timing = run.timing
-    non_empty = [is_non_empty(t) for t in run.texts]
-    fields.update(
-        elapsed=timing.median,
-        output_tokens=timing.output_tokens,
-        tokens_per_second=timing.tokens_per_second,
-        deterministic=run.result.metadata.get("deterministic"),
-        timing=TimingInfo(
-            runs=timing.runs,
-            median=timing.median,
-            best=timing.best,
-            spread=timing.spread,
-            warmup=settings.warmup,
-            repeats=settings.repeats,
-            output_tokens=timing.output_tokens,
-            tokens_per_second=timing.tokens_per_second,
-        ),
-        non_empty_count=sum(non_empty),
-        non_empty_rate=sum(non_empty) / len(non_empty) if non_empty else 0.0,
-    )
-    similarities: list[float | None] = [None] * len(non_empty)
-    exact: list[bool | None] = [None] * len(non_empty)
-    if baseline.ok and baseline.timing is not None:
-        comparison = compare_outputs(baseline.texts, run.texts)
-        similarities, exact = list(comparison.similarities), list(comparison.exact)
-        mine, theirs = engine_info(run), engine_info(baseline)
-        fields.update(
-            avg_similarity=comparison.avg_similarity,
-            exact_match=comparison.exact_match,
-            speedup=speedup(baseline.timing, timing),
-            token_speedup=token_speedup(baseline.timing, timing),
-            comparable=all(getattr(mine, k) == getattr(theirs, k) for k in COMPARABLE_KEYS),
-        )
-    fields["outputs"] = [
-        OutputRecord(
-            id=prompt.id,
-            prompt=prompt.text,
-            output=gen.text,
-            similarity=sim,
-            exact=ex,
-            non_empty=ne,
-            output_tokens=gen.output_tokens,
-            prompt_tokens=gen.prompt_tokens,
-            finish_reason=gen.finish_reason,
-        )
-        for prompt, gen, sim, ex, ne in zip(
-            prompts, run.result.generations, similarities, exact, non_empty, strict=True
-        )
-    ]
-    return ModelReport(**fields)

@@ -5,13 +5,15 @@ from __future__ import annotations
 import logging
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from compress.engines import BatchResult, SamplingConfig, open_engine
+from compress.core.errors import CompressError
+from compress.engines import BatchResult, Generation, SamplingConfig, open_engine
 from compress.engines.base import Engine
-from compress.errors import CompressError
+from compress.evaluation.quality import Quality
+from compress.evaluation.speed import SpeedRounds
 from compress.evaluation.timing import Timing, measure
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,8 @@ class ModelRun:
     speed: Any = None
     """The release gate's speed rounds (compress.evaluation.speed): paired with the baseline's when both
     engines were resident, else this model's own rounds, paired later."""
+    quality: Quality | None = None
+    """Fidelity to the baseline and task accuracy, when they were measured (compress.evaluation.quality)."""
 
     @property
     def ok(self) -> bool:
@@ -87,3 +91,54 @@ def run_model(
         log.error("model %s failed: %s", name, run.error)
         log.debug("%s", traceback.format_exc())
     return run
+
+
+def run_to_dict(run: ModelRun) -> dict:
+    """A ModelRun as JSON-ready data (for the xdist baseline file and the controller's report)."""
+    return {
+        "name": run.name,
+        "model_dir": run.model_dir,
+        "status": run.status,
+        "error": run.error,
+        "load_seconds": run.load_seconds,
+        "engine": run.engine,
+        "result": None
+        if run.result is None
+        else {
+            "generations": [asdict(g) for g in run.result.generations],
+            "seconds": run.result.seconds,
+            "metadata": run.result.metadata,
+        },
+        "timing": None if run.timing is None else {"runs": run.timing.runs, "output_tokens": run.timing.output_tokens},
+        "speed": run.speed.to_dict() if isinstance(run.speed, SpeedRounds) else run.speed,
+        "quality": None if run.quality is None else run.quality.to_dict(),
+    }
+
+
+def run_from_dict(data: dict) -> ModelRun:
+    result = data.get("result")
+    timing = data.get("timing")
+    speed = data.get("speed")
+    return ModelRun(
+        name=data["name"],
+        model_dir=data["model_dir"],
+        status=data["status"],
+        error=data.get("error"),
+        load_seconds=data.get("load_seconds"),
+        engine=data.get("engine") or {},
+        result=None
+        if result is None
+        else BatchResult(
+            generations=[_generation(g) for g in result["generations"]],
+            seconds=result["seconds"],
+            metadata=result.get("metadata") or {},
+        ),
+        timing=None if timing is None else Timing(runs=list(timing["runs"]), output_tokens=timing["output_tokens"]),
+        speed=SpeedRounds.from_dict(speed) if isinstance(speed, dict) else speed,
+        quality=Quality.from_dict(data["quality"]) if data.get("quality") else None,
+    )
+
+
+def _generation(data: dict) -> Generation:
+    ids = {k: tuple(data.get(k) or ()) for k in ("prompt_token_ids", "token_ids")}
+    return Generation(**{**data, **ids})

@@ -7,7 +7,9 @@ A gate test is marked ``@pytest.mark.gate(...)``; its parameters come from the o
 
 ``gate(baseline=True)`` includes the baseline itself (its own answers can be empty or drift from its golden);
 comparisons with the baseline leave it out, since they cannot fail. ``gate(timed=True)`` marks the cases that
-need repeated timed batches. Every case carries ``xdist_group(<variant>)``, so under ``--dist loadgroup`` one
+need repeated timed batches, ``gate(measures="fidelity"|"tasks")`` those that need quality measured while
+each model is loaded (nothing is measured for a case that is not selected). Every case carries
+``xdist_group(<variant>)``, so under ``--dist loadgroup`` one
 variant lives on one worker and is loaded once.
 """
 
@@ -21,7 +23,8 @@ from compress.gate.options import GateSetup
 
 SETUP = pytest.StashKey[GateSetup]()
 MEASURE_SPEED = pytest.StashKey[bool]()
-SKIP_NO_GATE = "pass --models-dir to run the release gate (see README: the release gate)"
+MEASURE_QUALITY = pytest.StashKey[frozenset]()
+SKIP_NO_GATE = "pass --gate-models-dir to run the release gate (see README: the release gate)"
 CUDA_REASON = "needs a CUDA GPU"
 
 
@@ -80,6 +83,14 @@ def order_items(items: list[pytest.Item], variants: tuple[str, ...]) -> None:
     gate = [it for it in items if it.get_closest_marker("gate") is not None]
     gate.sort(key=lambda it: rank.get(variant_of_item(it) or "", -1))
     items[:] = others + gate
+
+
+def measures(item: pytest.Item) -> str | None:
+    """What a selected quality case needs measured while models are loaded (``gate(measures=...)``)."""
+    marker = item.get_closest_marker("gate")
+    if marker is None or item.get_closest_marker("skip") is not None:
+        return None
+    return marker.kwargs.get("measures")
 
 
 def needs_timing(item: pytest.Item) -> bool:

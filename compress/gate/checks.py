@@ -5,11 +5,18 @@ floor is set), and shows both sides, labelled and ``repr``-quoted so whitespace 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from compress.core.accuracy import Recovery, accuracy, chance_accuracy, recovery
+from compress.core.fidelity import FidelitySummary, PromptFidelity, summarize
+from compress.core.prompts import Prompt
+from compress.core.similarity import OutputComparison, is_non_empty
+from compress.core.tasks import TaskItem
 from compress.engines import Generation
 from compress.evaluation.speed import SpeedRounds, describe_rounds
+from compress.evaluation.tasks import TaskResult
 from compress.gate.thresholds import VariantThresholds
-from compress.metrics import OutputComparison, is_non_empty
-from compress.prompts import Prompt
 
 
 class GateFailure(AssertionError):
@@ -146,3 +153,118 @@ def check_speedup(
 
 def _at(dtype: str | None) -> str:
     return f" (both in {dtype})" if dtype else ""
+
+
+def check_fidelity(
+    *,
+    variant: str,
+    baseline: str,
+    prompts: list[PromptFidelity],
+    thresholds: VariantThresholds,
+    decode: Callable[[int], str] = str,
+    top_k: int | None = None,
+) -> FidelitySummary:
+    """Mean and p99 teacher-forced KL and top-1 agreement over every scored prompt, against their floors; all
+    misses at once, with the prompts that moved most and where the variant's greedy choice first left the
+    baseline's. Returns the summary."""
+    __tracebackhide__ = True  # failures point at the test, not at this helper
+    floors = thresholds.floors
+    s = summarize(prompts)
+    misses: list[str] = []
+    if s.mean_kl > floors.max_mean_kl:
+        misses.append(
+            f"mean KL {s.mean_kl:.4f} > max {floors.max_mean_kl:.4f} (over by {s.mean_kl - floors.max_mean_kl:.4f}, "
+            f"SE {s.mean_kl_se:.4f}; floor from {thresholds.source('max_mean_kl')})"
+        )
+    if s.p99_kl > floors.max_p99_kl:
+        misses.append(
+            f"p99 KL {s.p99_kl:.3f} > max {floors.max_p99_kl:.3f} (over by {s.p99_kl - floors.max_p99_kl:.3f}; "
+            f"floor from {thresholds.source('max_p99_kl')})"
+        )
+    if s.top1_agreement < floors.min_top1_agreement:
+        misses.append(
+            f"top-1 agreement {s.top1_agreement:.3f} < min {floors.min_top1_agreement:.3f} "
+            f"(short by {floors.min_top1_agreement - s.top1_agreement:.3f}, SE {s.top1_agreement_se:.3f}; "
+            f"floor from {thresholds.source('min_top1_agreement')})"
+        )
+    if not misses:
+        return s
+    bound = f" (top-{top_k} lower bound)" if s.truncated and top_k else ""
+    worst = ", ".join(f"{pid} {kl:.3f}" for pid, kl in s.worst)
+    flips = [p for p in prompts if p.divergence is not None][:3]
+    lines = [
+        f"  over {s.n_prompts} prompts, {s.n_tokens} answer tokens{bound}: "
+        f"mean KL {s.mean_kl:.4f} +- {s.mean_kl_se:.4f}, "
+        f"median {s.median_kl:.4f}, p90 {s.p90_kl:.3f}, p99 {s.p99_kl:.3f}, max {s.max_kl:.2f}; "
+        f"top-1 agreement {s.top1_agreement:.3f}",
+        f"  moved most (mean KL per prompt): {worst}",
+    ]
+    for p in flips:
+        d = p.divergence
+        assert d is not None
+        lines.append(
+            f"  {p.prompt_id}: greedy choices part at answer token {d.index}: {baseline} {decode(d.base_token)!r} "
+            f"(in {variant}'s top-5: {'yes' if d.base_in_variant_top5 else 'no'}), {variant} "
+            f"{decode(d.variant_token)!r} (in {baseline}'s top-5: {'yes' if d.variant_in_base_top5 else 'no'})"
+        )
+    raise GateFailure(f"fidelity: {variant} vs {baseline}: " + "; ".join(misses) + "\n" + "\n".join(lines))
+
+
+@dataclass(frozen=True)
+class TaskVerdict:
+    """One scoring format of the task set: the recovery, or why it says nothing (the base at chance)."""
+
+    label: str
+    recovery: Recovery | None
+    note: str | None = None
+
+
+def task_verdicts(
+    base: TaskResult, mine: TaskResult, items: list[TaskItem]
+) -> list[TaskVerdict]:
+    """Multiple choice and short answer. A format where the baseline is not clearly above guessing (accuracy
+    minus two standard errors at or below chance) is not judged: a ratio to a chance-level accuracy is noise."""
+    chance = chance_accuracy([len(i.choices) for i in items])
+    verdicts = []
+    for label, b, v, floor in (
+        ("multiple choice", base.mc_correct, mine.mc_correct, chance),
+        ("short answer", base.short_correct, mine.short_correct, 0.0),
+    ):
+        acc = accuracy(b)
+        if acc.acc - 2 * acc.se <= floor:
+            verdicts.append(
+                TaskVerdict(label, None, f"{label}: not judged, the baseline's accuracy {acc.acc:.3f} "
+                            f"({acc.correct}/{acc.n}, SE {acc.se:.3f}) is not clearly above chance ({floor:.2f})")
+            )  # fmt: skip
+        else:
+            verdicts.append(TaskVerdict(label, recovery(b, v)))
+    return verdicts
+
+
+def check_task_accuracy(
+    *, variant: str, baseline: str, verdicts: list[TaskVerdict], items: list[TaskItem], mine: TaskResult,
+    base: TaskResult, thresholds: VariantThresholds,
+) -> None:  # fmt: skip
+    """Each judged format's recovery (variant accuracy / baseline accuracy) is at least ``min_task_recovery``."""
+    __tracebackhide__ = True  # failures point at the test, not at this helper
+    floor = thresholds.floors.min_task_recovery
+    misses, details = [], []
+    for v in verdicts:
+        r = v.recovery
+        if r is None or r.ratio >= floor:
+            continue
+        misses.append(
+            f"{v.label}: accuracy {r.variant.acc:.3f} ({r.variant.correct}/{r.variant.n}) vs {baseline} "
+            f"{r.base.acc:.3f} ({r.base.correct}/{r.base.n}), recovery {r.ratio:.3f} < min {floor:.3f} "
+            f"(short by {floor - r.ratio:.3f}, SE {r.se:.3f})"
+        )
+        picked = [items[i].choices[c] for i, c in enumerate(mine.choice)]
+        answers = mine.answers if v.label == "short answer" else picked
+        lost = ", ".join(f"{items[i].id} {answers[i]!r}" for i in r.lost[:4])
+        details.append(f"  {v.label}: {len(r.lost)} items lost, {len(r.gained)} gained; lost e.g. {lost}")
+    if not misses:
+        return
+    raise GateFailure(
+        f"task accuracy: {variant} vs {baseline}: " + "; ".join(misses) + "\n" + "\n".join(details)
+        + f"\n  floor from {thresholds.source('min_task_recovery')}"
+    )

@@ -7,18 +7,21 @@ it as an error, so a CI log shows the one-line message and the fix instead of a 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
+from compress.core.atomicio import check_writable_file
+from compress.core.errors import CompressError
+from compress.core.prompts import Prompt, default_fidelity_prompts_file, load_prompts
+from compress.core.tasks import TaskItem, load_tasks
 from compress.engines import SamplingConfig
-from compress.errors import CompressError
+from compress.folders.matrix import BASELINE, list_variants
 from compress.gate.thresholds import Thresholds, load_thresholds
-from compress.prompts import Prompt, load_prompts
-from compress.reports.json_report import check_report_path
 
 ENGINES = ("auto", "vllm", "hf")
 DTYPES = ("float32", "bfloat16", "float16")
-DEFAULT_BASELINE = "base"
 DEFAULT_THRESHOLDS = Path("tests/gate/thresholds.toml")
 DEFAULT_GOLDEN_DIR = Path("golden")
 DEFAULT_REPORT_DIR = Path("reports/gate")
@@ -45,6 +48,10 @@ class GateConfig:
     golden_dir: Path = DEFAULT_GOLDEN_DIR
     report_file: Path = DEFAULT_REPORT_DIR / "gate.json"
     prompts_file: Path | None = None
+    fidelity_prompts_file: Path | None = None
+    """None: compress/data/fidelity_prompts.toml."""
+    tasks_file: Path | None = None
+    """None: compress/data/tasks/checkable_qa.jsonl."""
     speed_on_cpu: bool = False
     """Run the speed floors without CUDA (the gate's self-check only: shared-CPU timings are noise)."""
     warmup: int | None = None
@@ -71,6 +78,8 @@ class GateSetup:
 
     config: GateConfig | None
     prompts: list[Prompt] = field(default_factory=list)
+    fidelity_prompts: list[Prompt] = field(default_factory=list)
+    tasks: list[TaskItem] = field(default_factory=list)
     thresholds: Thresholds | None = None
     problem: str | None = None
 
@@ -84,18 +93,6 @@ def split_list(value: str | None) -> list[str]:
     return [part.strip() for part in (value or "").split(",") if part.strip()]
 
 
-def is_leftover(folder: Path) -> bool:
-    """A builder's temp or backup folder (written beside the target, renamed at the end), not a variant."""
-    name = folder.name
-    return name.startswith(".") or ".tmp-" in name or ".old-" in name
-
-
-def list_variants(models_dir: Path, baseline: str) -> list[str]:
-    """Every variant folder except the baseline, sorted. Folders without config.json are kept: a broken
-    variant must fail the gate, not vanish from it."""
-    return sorted(p.name for p in models_dir.iterdir() if p.is_dir() and not is_leftover(p) and p.name != baseline)
-
-
 def default_report_file(rootdir: Path, name: str) -> Path:
     return rootdir / DEFAULT_REPORT_DIR / f"{name}.json"
 
@@ -105,80 +102,139 @@ def junit_file_for(report_file: Path) -> Path:
     return report_file.with_name(f"{report_file.stem}-junit.xml")
 
 
-def resolve_gate(
-    *,
-    models_dir: str | None,
-    rootdir: Path,
-    baseline: str = DEFAULT_BASELINE,
-    variants: str | None = None,
-    name: str | None = None,
-    engine: str = "auto",
-    dtype: str | None = None,
-    tensor_parallel_size: int = 1,
-    trust_remote_code: bool = False,
-    thresholds_file: str | None = None,
-    golden_dir: str | None = None,
-    report_file: str | None = None,
-    prompts_file: str | None = None,
-    speed_on_cpu: bool = False,
-    warmup: int | None = None,
-    repeats: int | None = None,
-    speed_batch: int | None = None,
-    gpu_memory_utilization: float | None = None,
-) -> GateSetup:
-    """Build the gate from option values. ``models_dir=None`` means no gate was asked for."""
-    if not models_dir:
+@dataclass(frozen=True)
+class GateOption:
+    """One command-line option of the gate. The table below is the only place an option is declared: the
+    pytest plugin adds each one from it, and :func:`resolve_gate` takes its values by ``dest``."""
+
+    flag: str
+    dest: str
+    help: str
+    default: Any = None
+    metavar: str | None = None
+    type: Callable[[str], Any] | None = None
+    choices: tuple[str, ...] | None = None
+    switch: bool = False
+    """A flag without a value (store_true)."""
+    old: str | None = None
+    """The name it had before every gate option was prefixed ``--gate-``; still accepted, with a warning."""
+
+
+OPTIONS: tuple[GateOption, ...] = (
+    GateOption("--gate-models-dir", "models_dir", "folder holding one folder per variant (e.g. "
+               "$EXAONE_COMPRESSION_HOME/models/tiny-exaone4); without it the release gate is skipped",
+               metavar="DIR", old="--models-dir"),
+    GateOption("--gate-baseline", "baseline", f"the variant the others are compared with (default: {BASELINE})",
+               default=BASELINE, metavar="NAME", old="--baseline"),
+    GateOption("--gate-variants", "variants", "comma list of variants to gate (default: every folder in "
+               "--gate-models-dir but the baseline)", metavar="A,B", old="--variants"),
+    GateOption("--gate-engine", "engine", "auto: vLLM, except 4-bit folders without CUDA, which go to HF "
+               "(default: auto)", default="auto", choices=ENGINES),
+    GateOption("--gate-dtype", "dtype", "activation dtype (default: float32; bfloat16 for 4-bit folders in vLLM)",
+               choices=DTYPES),
+    GateOption("--gate-tensor-parallel-size", "tensor_parallel_size", "GPUs per model for vLLM (default: 1); "
+               "under xdist each worker gets N GPUs", default=1, metavar="N", type=int, old="--tensor-parallel-size"),
+    GateOption("--gate-trust-remote-code", "trust_remote_code", "allow Python code from model folders "
+               "(EXAONE 3.x); off by default", default=False, switch=True),
+    GateOption("--gate-thresholds", "thresholds_file", f"per-variant floors (default: {DEFAULT_THRESHOLDS})",
+               metavar="TOML"),
+    GateOption("--gate-report", "report_file", "eval-compare style report of the run (default: "
+               f"{DEFAULT_REPORT_DIR}/<gate name>.json); without --junitxml a JUnit XML goes beside it as "
+               "<name>-junit.xml", metavar="JSON"),
+    GateOption("--gate-name", "name", "golden namespace, thresholds table and report name (default: the "
+               "--gate-models-dir folder's name)", metavar="NAME"),
+    GateOption("--gate-golden-dir", "golden_dir", f"where golden files live (default: {DEFAULT_GOLDEN_DIR}/); "
+               "change them only with --snapshot-update", metavar="DIR", old="--golden-dir"),
+    GateOption("--gate-prompts-file", "prompts_file", "prompts (TOML, JSON or text; default: the fixed gate "
+               "prompts)", metavar="FILE", old="--prompts-file"),
+    GateOption("--gate-fidelity-prompts", "fidelity_prompts_file", "prompts whose baseline answers every variant "
+               "scores teacher-forced, besides the gate's own (default: the shipped fidelity set, 122 prompts)",
+               metavar="FILE"),
+    GateOption("--gate-tasks-file", "tasks_file", "task items with checkable answers, JSONL (default: the shipped "
+               "set, 254 items)", metavar="JSONL"),
+    GateOption("--gate-repeats", "repeats", "timed speed rounds per variant, each interleaved with the baseline "
+               "on CUDA (default: 8 when a speed case runs; else batches of the answers, default 1)",
+               metavar="N", type=int),
+    GateOption("--gate-warmup", "warmup", "untimed rounds before the timed ones (default: 2 when a speed case "
+               "runs, else 0)", metavar="N", type=int),
+    GateOption("--gate-speed-batch", "speed_batch", "sequences per timed round, the prompts cycled, each exactly "
+               "max_tokens long (default: each prompt once); raise it where decoding at small batch is "
+               "host-bound and a variant's gain cannot show", metavar="N", type=int),
+    GateOption("--gate-gpu-memory-utilization", "gpu_memory_utilization", "vLLM's GPU share per engine "
+               "(default: vLLM's, or 0.28 each while baselines stay loaded for timing)", metavar="F", type=float),
+    GateOption("--gate-speed-on-cpu", "speed_on_cpu", "run the speed floors without CUDA (the gate's "
+               "self-check only: shared-CPU timings are noise)", default=False, switch=True, old="--speed-on-cpu"),
+)  # fmt: skip
+OPTION_DEFAULTS = {o.dest: o.default for o in OPTIONS}
+
+
+def resolve_gate(*, rootdir: Path, **values: Any) -> GateSetup:
+    """Build the gate from option values, keyed by :data:`OPTIONS`' ``dest`` (missing ones take the table's
+    default). ``models_dir=None`` means no gate was asked for."""
+    unknown = sorted(set(values) - set(OPTION_DEFAULTS))
+    if unknown:
+        raise TypeError(f"resolve_gate() got unknown options {unknown}")
+    v = {**OPTION_DEFAULTS, **values}
+    if not v["models_dir"]:
         return GateSetup(config=None)
-    folder = Path(models_dir).expanduser().resolve()
-    gate_name = name or folder.name
+    folder = Path(v["models_dir"]).expanduser().resolve()
+    gate_name = v["name"] or folder.name
+    report_file = v["report_file"]
     config = GateConfig(
         models_dir=folder,
         name=gate_name,
-        baseline=baseline,
+        baseline=v["baseline"],
         variants=(),
-        engine=engine,
-        dtype=dtype,
-        tensor_parallel_size=tensor_parallel_size,
-        trust_remote_code=trust_remote_code,
-        thresholds_file=Path(thresholds_file) if thresholds_file else rootdir / DEFAULT_THRESHOLDS,
-        golden_dir=Path(golden_dir) if golden_dir else rootdir / DEFAULT_GOLDEN_DIR,
+        engine=v["engine"],
+        dtype=v["dtype"],
+        tensor_parallel_size=v["tensor_parallel_size"],
+        trust_remote_code=v["trust_remote_code"],
+        thresholds_file=Path(v["thresholds_file"]) if v["thresholds_file"] else rootdir / DEFAULT_THRESHOLDS,
+        golden_dir=Path(v["golden_dir"]) if v["golden_dir"] else rootdir / DEFAULT_GOLDEN_DIR,
         report_file=Path(report_file) if report_file else default_report_file(rootdir, gate_name),
-        prompts_file=Path(prompts_file) if prompts_file else None,
-        speed_on_cpu=speed_on_cpu,
-        warmup=warmup,
-        repeats=repeats,
-        speed_batch=speed_batch,
-        gpu_memory_utilization=gpu_memory_utilization,
+        prompts_file=Path(v["prompts_file"]) if v["prompts_file"] else None,
+        fidelity_prompts_file=Path(v["fidelity_prompts_file"]) if v["fidelity_prompts_file"] else None,
+        tasks_file=Path(v["tasks_file"]) if v["tasks_file"] else None,
+        speed_on_cpu=v["speed_on_cpu"],
+        warmup=v["warmup"],
+        repeats=v["repeats"],
+        speed_batch=v["speed_batch"],
+        gpu_memory_utilization=v["gpu_memory_utilization"],
     )
+    variants = v["variants"]
     try:
         if report_file:  # a folder the user named must exist; the default one is made
-            check_report_path(config.report_file)
+            check_writable_file(config.report_file)
         config = _with_variants(config, split_list(variants))
         prompts = load_prompts(config.prompts_file)
+        fidelity_prompts = load_prompts(config.fidelity_prompts_file or default_fidelity_prompts_file())
+        tasks = load_tasks(config.tasks_file)
         thresholds = load_thresholds(config.thresholds_file)
     except CompressError as err:
         return GateSetup(config=config, problem=str(err))
-    return GateSetup(config=config, prompts=prompts, thresholds=thresholds)
+    return GateSetup(
+        config=config, prompts=prompts, fidelity_prompts=fidelity_prompts, tasks=tasks, thresholds=thresholds
+    )
 
 
 def _with_variants(config: GateConfig, asked: list[str]) -> GateConfig:
     folder = config.models_dir
     if not folder.is_dir():
         raise CompressError(
-            f"--models-dir {folder} does not exist",
+            f"--gate-models-dir {folder} does not exist",
             "pass the folder that holds the variant folders (e.g. $EXAONE_COMPRESSION_HOME/models/tiny-exaone4)",
         )
     if not (folder / config.baseline).is_dir():
         raise CompressError(
             f"baseline {config.baseline!r} has no folder in {folder}",
-            f"pass --baseline with one of: {', '.join(list_variants(folder, '')) or '(no folders)'}",
+            f"pass --gate-baseline with one of: {', '.join(list_variants(folder, '')) or '(no folders)'}",
         )
     found = list_variants(folder, config.baseline)
     if asked:
         unknown = [v for v in asked if v not in found and v != config.baseline]
         if unknown:
             raise CompressError(
-                f"--variants names {', '.join(unknown)}, which {folder} does not hold",
+                f"--gate-variants names {', '.join(unknown)}, which {folder} does not hold",
                 f"pick from: {', '.join(found) or '(only the baseline)'}",
             )
         found = [v for v in dict.fromkeys(asked) if v != config.baseline]

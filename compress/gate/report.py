@@ -1,6 +1,6 @@
 """The gate run's report: the eval-compare report (JSON, markdown table, plot) of the variants that ran.
 
-The schema and writers are eval-compare's (compress.reports, compress.evaluation.compare.build_report), so a
+The schema and writers are eval-compare's (compress.reports, compress.reports.compare.build_report), so a
 gate report and an eval-compare report read the same way; the pass/fail verdicts are in the JUnit XML.
 """
 
@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from compress.evaluation.compare import build_report
-from compress.evaluation.run import ModelRun
+from compress.core.atomicio import atomic_file
+from compress.evaluation.run import ModelRun, run_to_dict
 from compress.evaluation.speed import SpeedRounds
 from compress.gate.options import GateSetup
 from compress.reports import write_compare_reports
-from compress.reports.json_report import CompareReport, Settings, atomic_file
+from compress.reports.compare import build_report
+from compress.reports.json_report import CompareReport, Settings
 
 NOT_RUN = "not run in this gate session (no selected case needed it)"
 
@@ -38,6 +39,8 @@ def write_gate_report(setup: GateSetup, runs: dict[str, ModelRun], *, warmup: in
     report = with_speed_verdicts(build_report(baseline, candidates, setup.prompts, cfg.sampling, settings), runs)
     cfg.report_file.parent.mkdir(parents=True, exist_ok=True)
     written = write_compare_reports(report, cfg.report_file)["json"]
+    with atomic_file(runs_file_for(cfg.report_file)) as handle:  # every run as data, for tools/h200 and merges
+        handle.write(json.dumps({name: run_to_dict(run) for name, run in runs.items()}, indent=1) + "\n")
     speed = {run.name: run.speed.to_dict() for run in candidates if isinstance(run.speed, SpeedRounds)}
     if speed:  # every timed round of the speed verdicts, baseline and candidate side by side
         with atomic_file(speed_file_for(cfg.report_file)) as handle:
@@ -55,6 +58,11 @@ def with_speed_verdicts(report: CompareReport, runs: dict[str, ModelRun]) -> Com
             update = {"speedup": rounds.speedup, "token_speedup": rounds.speedup, "comparable": True}
             report.models[name] = model.model_copy(update=update)
     return report
+
+
+def runs_file_for(report_file: Path) -> Path:
+    """reports/gate/tiny-exaone4.json -> reports/gate/tiny-exaone4-runs.json (compress.evaluation.run.run_to_dict)"""
+    return report_file.with_name(f"{report_file.stem}-runs.json")
 
 
 def speed_file_for(report_file: Path) -> Path:

@@ -21,17 +21,18 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
-from compress.engines import BatchResult, Generation, open_engine
+from compress.core.atomicio import write_text_atomic
+from compress.core.similarity import OutputComparison, compare_outputs
+from compress.engines import open_engine
 from compress.engines.base import Engine
-from compress.evaluation.run import ModelRun, run_model
+from compress.evaluation.quality import Quality, QualityPlan, measure_baseline, measure_variant
+from compress.evaluation.run import ModelRun, run_from_dict, run_model, run_to_dict
 from compress.evaluation.speed import SpeedRounds, SpeedWorkload, interleaved_rounds
 from compress.evaluation.timing import Timing, measure
 from compress.gate.options import GateSetup
-from compress.metrics import OutputComparison, compare_outputs
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +51,12 @@ class GateSession:
         setup: GateSetup,
         *,
         measure_speed: bool,
+        quality: QualityPlan | None = None,
         shared_dir: Path | None = None,
         worker: str = "main",
     ) -> None:
         if not setup.ready or setup.config is None:
-            raise ValueError(f"gate is not ready: {setup.problem or 'no --models-dir'}")
+            raise ValueError(f"gate is not ready: {setup.problem or 'no --gate-models-dir'}")
         self.setup = setup
         self.config = setup.config
         self.prompts = setup.prompts
@@ -62,6 +64,8 @@ class GateSession:
         self.shared_dir = shared_dir
         cfg = self.config
         self.measure_speed = measure_speed
+        self.quality = quality or QualityPlan(fidelity=False)
+        """What quality cases need measured while each model is loaded (nothing when none is selected)."""
         if measure_speed:
             self.warmup = cfg.warmup if cfg.warmup is not None else SPEED_WARMUP
             self.repeats = cfg.repeats if cfg.repeats is not None else SPEED_ROUNDS
@@ -77,10 +81,13 @@ class GateSession:
         """The baseline kept loaded for timing, by engine and dtype ('default': the gate's own)."""
         self._reference_errors: dict[str, str] = {}
         self._baseline_timing: Timing | None = None
+        self._tokenizer = None
 
     def run(self, variant: str) -> ModelRun:
         """The variant's run, made on first use. Load failures come back as ``status="failed"``."""
         if variant not in self.runs:
+            if self.quality.active and variant != self.config.baseline:
+                self.baseline()  # a variant is scored against the baseline's references: those come first
             if variant == self.config.baseline and self.shared_dir is not None:
                 self.runs[variant] = self._shared_baseline()
             else:
@@ -103,6 +110,16 @@ class GateSession:
             errors = "; ".join(self._reference_errors.values())
             raise RuntimeError(errors or f"{variant} has no speed rounds (was it loaded?)")
         return run.speed
+
+    def decode(self, token_id: int) -> str:
+        """A token id as text, through the baseline's tokenizer (for failure messages)."""
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            self._tokenizer = AutoTokenizer.from_pretrained(
+                str(self.config.folder(self.config.baseline)), trust_remote_code=self.config.trust_remote_code
+            )
+        return self._tokenizer.decode([token_id])
 
     def close(self) -> None:
         """Free the resident timing references (end of the session)."""
@@ -140,7 +157,7 @@ class GateSession:
             cfg.sampling,
             warmup=0 if self.measure_speed else self.warmup,
             repeats=1 if self.measure_speed else self.repeats,
-            while_loaded=self._time_while_loaded if self.measure_speed else None,
+            while_loaded=self._while_loaded,
             **self._engine_kwargs(),
         )
         self._note_load(variant, run.status, run.load_seconds)
@@ -159,6 +176,30 @@ class GateSession:
         if timing_as is not None:
             load |= {"role": "timing", "as": timing_as}
         self.loads.append(load)
+
+    def _while_loaded(self, engine: Engine, run: ModelRun) -> None:
+        """Quality first (it reads answers only), then the timed rounds."""
+        self._measure_quality(engine, run)
+        if self.measure_speed:
+            self._time_while_loaded(engine, run)
+
+    def _measure_quality(self, engine: Engine, run: ModelRun) -> None:
+        """A failure here fails the quality cases only (``Quality.error``); the answers stand."""
+        if not self.quality.active or run.result is None:
+            return
+        try:
+            if run.name == self.config.baseline:
+                answers = run.result.generations
+                run.quality = measure_baseline(engine, self.quality, self.config.sampling, self.prompts, answers)
+                return
+            base = self.baseline().quality
+            if base is None or base.error:
+                why = base.error if base else self.baseline().error or "not measured"
+                raise RuntimeError(f"baseline {self.config.baseline} has no quality references ({why})")
+            run.quality = measure_variant(engine, self.quality, base)
+        except Exception as exc:
+            run.quality = Quality(error=" ".join(f"{type(exc).__name__}: {exc}".split()))
+            log.error("gate %s: quality of %s not measured: %s", self.config.name, run.name, run.quality.error)
 
     def _time_while_loaded(self, engine: Engine, run: ModelRun) -> None:
         """Speed rounds while ``engine`` is loaded, interleaved with the resident baseline."""
@@ -215,6 +256,7 @@ class GateSession:
             run.engine = engine.describe()
             run.timing = self._baseline_timing  # None until a variant has been timed against it
             run.result, _ = measure(engine, [p.text for p in self.prompts], cfg.sampling, warmup=0, repeats=1)
+            self._measure_quality(engine, run)
         except Exception as exc:
             run.status, run.error = "failed", " ".join(f"{type(exc).__name__}: {exc}".split())
         return run
@@ -229,7 +271,7 @@ class GateSession:
                 log.info("gate %s: baseline answers from %s", self.config.name, cache)
                 return run_from_dict(json.loads(cache.read_text(encoding="utf-8")))
             run = self._generate(self.config.baseline)
-            _write_atomic(cache, json.dumps(run_to_dict(run)))
+            write_text_atomic(cache, json.dumps(run_to_dict(run)))
             return run
 
     def _cache_key(self) -> str:
@@ -244,66 +286,11 @@ class GateSession:
             str(self.warmup),
             str(self.repeats),
             str(self.measure_speed),
+            repr(self.quality),
             json.dumps(asdict(cfg.sampling), sort_keys=True),
             json.dumps([asdict(p) for p in self.prompts]),
         ]
         return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
-
-
-def run_to_dict(run: ModelRun) -> dict:
-    """A ModelRun as JSON-ready data (for the xdist baseline file and the controller's report)."""
-    return {
-        "name": run.name,
-        "model_dir": run.model_dir,
-        "status": run.status,
-        "error": run.error,
-        "load_seconds": run.load_seconds,
-        "engine": run.engine,
-        "result": None
-        if run.result is None
-        else {
-            "generations": [asdict(g) for g in run.result.generations],
-            "seconds": run.result.seconds,
-            "metadata": run.result.metadata,
-        },
-        "timing": None if run.timing is None else {"runs": run.timing.runs, "output_tokens": run.timing.output_tokens},
-        "speed": run.speed.to_dict() if isinstance(run.speed, SpeedRounds) else run.speed,
-    }
-
-
-def run_from_dict(data: dict) -> ModelRun:
-    result = data.get("result")
-    timing = data.get("timing")
-    speed = data.get("speed")
-    return ModelRun(
-        name=data["name"],
-        model_dir=data["model_dir"],
-        status=data["status"],
-        error=data.get("error"),
-        load_seconds=data.get("load_seconds"),
-        engine=data.get("engine") or {},
-        result=None
-        if result is None
-        else BatchResult(
-            generations=[Generation(**g) for g in result["generations"]],
-            seconds=result["seconds"],
-            metadata=result.get("metadata") or {},
-        ),
-        timing=None if timing is None else Timing(runs=list(timing["runs"]), output_tokens=timing["output_tokens"]),
-        speed=SpeedRounds.from_dict(speed) if isinstance(speed, dict) else speed,
-    )
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def visible_gpu_count() -> int:

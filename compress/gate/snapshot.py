@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING, ClassVar
 from syrupy.data import SnapshotCollections
 from syrupy.extensions.json import JSONSnapshotExtension
 
-from compress.errors import CompressError
+from compress.core.errors import CompressError
+from compress.core.prompts import Prompt
+from compress.core.similarity import OutputComparison, compare_outputs, is_non_empty
 from compress.evaluation.run import ModelRun
-from compress.metrics import OutputComparison, compare_outputs, is_non_empty
-from compress.prompts import Prompt
 
 if TYPE_CHECKING:
     from syrupy.location import PyTestLocation

@@ -24,9 +24,10 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic.fields import FieldInfo
 
-from compress.errors import CompressError
+from compress.core.errors import CompressError
 
 
 class Floors(BaseModel):
@@ -44,16 +45,26 @@ class Floors(BaseModel):
     """Fraction of prompts with a visible answer, at least this."""
     speedup: float = Field(0.8, gt=0.0)
     """Token-normalised generation speedup over the baseline (GPU runs only), at least this."""
+    max_mean_kl: float = Field(0.5, gt=0.0)
+    """Mean teacher-forced KL(base || variant) in nats per answer token, over the gate's and the fidelity
+    prompts, at most this."""
+    max_p99_kl: float = Field(5.0, gt=0.0)
+    """99th percentile of the per-token KL, at most this: a few tokens the variant gets badly wrong."""
+    min_top1_agreement: float = Field(0.7, ge=0.0, le=1.0)
+    """Fraction of answer tokens where the variant's greedy choice equals the baseline's, at least this."""
+    min_task_recovery: float = Field(0.85, ge=0.0)
+    """Task accuracy of the variant / the baseline's (multiple choice and short answer each), at least this."""
 
 
-class _Overrides(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    min_similarity: float | None = Field(None, ge=0.0, le=1.0)
-    avg_similarity: float | None = Field(None, ge=0.0, le=1.0)
-    exact_match: float | None = Field(None, ge=0.0, le=1.0)
-    non_empty_rate: float | None = Field(None, ge=0.0, le=1.0)
-    speedup: float | None = Field(None, gt=0.0)
+_Overrides = create_model(
+    "_Overrides",
+    __config__=ConfigDict(extra="forbid", frozen=True),
+    **{
+        name: (info.annotation | None, FieldInfo.merge_field_infos(info, default=None))
+        for name, info in Floors.model_fields.items()
+    },
+)
+"""Every Floors field, optional: what one table of the file may set (the fields are declared once, above)."""
 
 
 class _GateSection(BaseModel):

@@ -8,19 +8,14 @@ Field names from the old ``08_eval_compare.py`` report (``elapsed``, ``speedup``
 
 from __future__ import annotations
 
-import contextlib
-import os
-import platform
-import sys
-import tempfile
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from compress.errors import CompressError
+from compress.core.atomicio import atomic_file
+from compress.core.provenance import host
 
 SCHEMA_VERSION = 1
 
@@ -90,6 +85,44 @@ class OutputRecord(_Strict):
     finish_reason: str | None
 
 
+class FidelityInfo(_Strict):
+    """Teacher-forced KL(base || variant) per answer token over one prompt set (compress.core.fidelity)."""
+
+    n_prompts: int
+    n_tokens: int
+    mean_kl: float
+    mean_kl_se: float
+    """Standard error of mean_kl, clustered by prompt."""
+    median_kl: float
+    p90_kl: float
+    p99_kl: float
+    max_kl: float
+    top1_agreement: float
+    top1_agreement_se: float
+    truncated: bool
+    """True: computed from the top-k of each side (a lower bound on the full-vocabulary KL)."""
+    worst: list[tuple[str, float]]
+    """Up to five prompts with the highest mean KL."""
+    first_divergences: dict[str, int | None] = {}
+    """Per prompt id: the answer token where the greedy choices first differ (None: never)."""
+
+
+class TaskInfo(_Strict):
+    """The task set (compress/data/tasks/): accuracy per scoring format, and recovery against the baseline."""
+
+    n_items: int
+    mc_accuracy: float
+    mc_accuracy_se: float
+    short_accuracy: float
+    short_accuracy_se: float
+    mc_recovery: float | None = None
+    mc_recovery_se: float | None = None
+    short_recovery: float | None = None
+    short_recovery_se: float | None = None
+    chance: float
+    """What guessing scores on the multiple choice."""
+
+
 class ModelReport(_Strict):
     """One model of an eval-compare run. Figures are None when the model (or, for comparisons, the baseline)
     failed. ``speedup`` is baseline elapsed / this model's elapsed; ``token_speedup`` the ratio of output
@@ -113,6 +146,18 @@ class ModelReport(_Strict):
     output_tokens: int | None = None
     tokens_per_second: float | None = None
     deterministic: bool | None = None
+    mean_kl: float | None = None
+    """Teacher-forced mean KL to the baseline over every fidelity set together (see ``fidelity``)."""
+    p99_kl: float | None = None
+    top1_agreement: float | None = None
+    task_accuracy: float | None = None
+    """Multiple-choice accuracy on the task set (see ``tasks`` for short answers and recovery)."""
+    task_recovery: float | None = None
+    fidelity: dict[str, FidelityInfo] = {}
+    """Per fidelity set ("all" = every set pooled, what the gate judges)."""
+    tasks: TaskInfo | None = None
+    quality_seconds: float | None = None
+    """Time the fidelity and task measurements took (never in a speed figure)."""
     timing: TimingInfo | None = None
     engine: EngineInfo = Field(default_factory=EngineInfo)
     outputs: list[OutputRecord] = []
@@ -170,50 +215,7 @@ def now() -> str:
 
 
 def host_info() -> HostInfo:
-    return HostInfo(
-        hostname=platform.node(),
-        platform=platform.platform(),
-        machine=platform.machine(),
-        python=sys.version.split()[0],
-        cpu_count=os.cpu_count(),
-    )
-
-
-def check_report_path(path: str | Path) -> Path:
-    """Fail before any model loads when the report cannot be written where the user asked."""
-    file = Path(path)
-    if file.is_dir():
-        raise CompressError(f"report file {file} is a folder", "pass a file path such as reports/run.json")
-    folder = file.parent
-    if not folder.is_dir():
-        raise CompressError(
-            f"report folder {folder} does not exist",
-            f"create it first (mkdir -p {folder}) or pass --report-file inside an existing folder",
-        )
-    if not os.access(folder, os.W_OK):
-        raise CompressError(
-            f"report folder {folder} is not writable", "pass --report-file in a writable folder"
-        )
-    return file
-
-
-@contextlib.contextmanager
-def atomic_file(path: str | Path, mode: str = "w") -> Iterator[IO]:
-    """Write into a temp file beside ``path`` and rename it into place: readers see the old file or the
-    whole new one, never half of it; on an exception the temp file is deleted and ``path`` is untouched."""
-    target = check_report_path(path)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    return HostInfo(**host())
 
 
 def write_json(report: BaseModel, path: str | Path) -> Path:

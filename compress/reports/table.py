@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from compress.reports.json_report import CompareReport, ModelReport, atomic_file
+from compress.core.atomicio import atomic_file
+from compress.reports.json_report import CompareReport, ModelReport
 
 COLUMNS = (
     "model",
@@ -22,6 +23,11 @@ COLUMNS = (
     "avg similarity",
     "exact match",
     "non-empty",
+    "mean KL",
+    "p99 KL",
+    "top-1",
+    "task acc",
+    "recovery",
 )
 NOT_COMPARABLE = "n/c"
 DASH = "–"
@@ -70,7 +76,17 @@ def _row(model: ModelReport, n_prompts: int) -> list[str]:
         _num(model.avg_similarity, 3),
         _num(model.exact_match, 2),
         non_empty,
+        _kl(model),
+        _num(model.p99_kl, 3),
+        _num(model.top1_agreement, 3),
+        DASH if model.tasks is None else f"{model.tasks.mc_accuracy:.3f} ±{model.tasks.mc_accuracy_se:.3f}",
+        _num(model.task_recovery, 3),
     ]
+
+
+def _kl(model: ModelReport) -> str:
+    pooled = model.fidelity.get("all")
+    return DASH if pooled is None else f"{pooled.mean_kl:.4f} ±{pooled.mean_kl_se:.4f}"
 
 
 def notes(report: CompareReport) -> list[str]:

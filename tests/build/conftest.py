@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from compress import paths
-from compress.build import BuildResult, build_matrix
-from compress.recipe import Recipe, load_recipe
+from compress.build.matrix import BuildResult, build_matrix
+from compress.build.recipe import Recipe, load_recipe
+from compress.core import paths
 
 
 @dataclass(frozen=True)
@@ -36,14 +36,14 @@ class BuiltMatrix:
 
 @pytest.fixture(scope="session")
 def smollm2_dir() -> Path:
-    from compress.models.smollm2 import make_smollm2
+    from compress.local_models.smollm2 import make_smollm2
 
     return make_smollm2()
 
 
 @pytest.fixture(scope="session")
 def tiny_exaone4_dir() -> Path:
-    from compress.models.tiny_exaone4 import make_tiny_exaone4
+    from compress.local_models.tiny_exaone4 import make_tiny_exaone4
 
     return make_tiny_exaone4()
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from compress.builders.awq import EXAONE3_MAPPINGS, check_group_size, mappings_for
-from compress.errors import CompressError
+from compress.core.errors import CompressError
 
 AWQ_VARIANTS = [
     "base-llmc-awq",
@@ -37,8 +37,8 @@ def test_awq_folder_carries_the_compressed_tensors_config(tiny_matrix, variant: 
 
 @pytest.mark.parametrize("variant", ["base-llmc-awq", "compressed-l29-distilled-llmc-awq"])
 def test_awq_folder_loads_in_hf_and_answers(tiny_matrix, variant: str) -> None:
+    from compress.core.prompts import load_prompts
     from compress.engines import SamplingConfig, open_engine
-    from compress.prompts import load_prompts
 
     prompts = [p.text for p in load_prompts()][:3]
     with open_engine(tiny_matrix[variant], engine="hf", dtype="float32") as engine:

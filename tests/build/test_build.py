@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from compress.build import build_matrix, matrix_status
-from compress.gate.options import list_variants
-from compress.models.atomic import read_manifest
-from compress.models.checks import check_model_folder
-from compress.recipe import load_recipe
+from compress.build.matrix import build_matrix, matrix_status
+from compress.build.recipe import load_recipe
+from compress.folders.atomic import read_manifest
+from compress.folders.checks import check_model_folder
+from compress.folders.matrix import list_variants
 
 EIGHT = [
     "base",
@@ -47,8 +47,8 @@ def test_the_matrix_holds_eight_complete_folders(tiny_matrix) -> None:
 
 @pytest.mark.parametrize("variant", EIGHT)
 def test_every_variant_loads_in_hf_and_answers(tiny_matrix, variant: str) -> None:
+    from compress.core.prompts import load_prompts
     from compress.engines import SamplingConfig, open_engine
-    from compress.prompts import load_prompts
 
     prompts = [p.text for p in load_prompts()][:2]
     with open_engine(tiny_matrix[variant], engine="hf", dtype="float32") as engine:

@@ -10,7 +10,7 @@ import torch
 
 from compress.builders.common import Sample
 from compress.builders.distill import _batch, kd_loss, layer_range, split_held_out
-from compress.errors import CompressError
+from compress.core.errors import CompressError
 
 
 def test_kd_loss_is_forward_kl_times_t_squared() -> None:
@@ -85,7 +85,7 @@ def test_held_out_split_keeps_every_nth_sequence_out_of_training() -> None:
 
 
 def test_training_prompts_are_not_the_gate_prompts() -> None:
-    from compress.prompts import load_prompts, load_training_prompts
+    from compress.core.prompts import load_prompts, load_training_prompts
 
     gate = {p.text.strip().lower() for p in load_prompts()}
     assert not gate & {p.text.strip().lower() for p in load_training_prompts()}
@@ -96,9 +96,9 @@ def test_smollm2_distillation_brings_the_pruned_model_closer_to_base(smollm2_l29
     average rapidfuzz similarity to the base's answers, for compressed-l29 before and after distillation.
     Distillation used the disjoint training prompts, so this is generalisation, not memorisation. The margin
     (0.02) is above the run-to-run spread of a change that does nothing; the measured gain was larger."""
+    from compress.core.prompts import load_prompts
+    from compress.core.similarity import compare_outputs
     from compress.engines import SamplingConfig, open_engine
-    from compress.metrics import compare_outputs
-    from compress.prompts import load_prompts
 
     result = smollm2_l29.manifest("compressed-l29-distilled")["steps"][0]["result"]
     assert result["kd_loss_measured_on"] == "held-out"

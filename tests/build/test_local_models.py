@@ -17,10 +17,10 @@ import pytest
 from jinja2 import TemplateError
 
 from compress.cli import main
+from compress.core.errors import CompressError
+from compress.core.prompts import Prompt, load_prompts
 from compress.engines import BatchResult, SamplingConfig, open_engine
-from compress.errors import CompressError
-from compress.models import tiny_exaone4
-from compress.models.atomic import (
+from compress.folders.atomic import (
     MANIFEST,
     atomic_folder,
     folder_hashes,
@@ -28,8 +28,8 @@ from compress.models.atomic import (
     read_manifest,
     weights_sha256,
 )
-from compress.models.checks import check_model_folder
-from compress.prompts import Prompt, load_prompts
+from compress.folders.checks import check_model_folder
+from compress.local_models import tiny_exaone4
 
 SMOLLM2_HELLO = "Hello! How can I assist you today?"  # measured in HF and vLLM (shared/ENVIRONMENT.md)
 
@@ -112,7 +112,7 @@ def test_eos_is_the_end_of_turn_token(model_dir: Path) -> None:
 
 
 def test_making_again_returns_the_cached_folder(model_dir: Path) -> None:
-    from compress.models.smollm2 import make_smollm2
+    from compress.local_models.smollm2 import make_smollm2
 
     maker = make_smollm2 if _config(model_dir)["model_type"] == "llama" else tiny_exaone4.make_tiny_exaone4
     before = (model_dir / MANIFEST).stat().st_mtime_ns

@@ -24,8 +24,8 @@ from compress.builders.prune import (
     prune_config,
     run,
 )
-from compress.errors import CompressError
-from compress.models.checks import check_model_folder
+from compress.core.errors import CompressError
+from compress.folders.checks import check_model_folder
 
 LAYER_TYPES = ["sliding_attention", "full_attention"]
 
@@ -279,8 +279,8 @@ def test_exaone4_pruned_by_block_influence(tiny_matrix, tiny_exaone4_dir: Path) 
 
 
 def test_pruned_folders_generate_through_the_chat_template(tiny_matrix, tiny_exaone4_dir: Path) -> None:
+    from compress.core.prompts import load_prompts
     from compress.engines import SamplingConfig, open_engine
-    from compress.prompts import load_prompts
 
     prompts = [p.text for p in load_prompts()][:3]
     with open_engine(tiny_matrix["compressed-l29"], engine="hf", dtype="float32") as engine:

@@ -3,7 +3,7 @@ under ``transformer.h`` with ``num_layers``): any valid set of dropped layers gi
 count, per-layer lists (``layer_types``, ``no_rope_layers``) and tensor indices agree, kept layers renumbered
 0..k-1 in their original order. test_prune.py holds the EXAONE-4 config-only property and the real models.
 
-The checkpoints are compress.testing stubs: one 2x2 tensor per layer whose value is its original index, so a
+The checkpoints are compress.local_models.broken stubs: one 2x2 tensor per layer whose value is its original index, so a
 renumbering can be read back from the output; sharded or not. Milliseconds per example.
 """
 
@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 from safetensors.numpy import load_file
 
 from compress.builders.prune import LAYOUTS, PER_LAYER_KEYS, prune_checkpoint, prune_config, rename_key
-from compress.errors import CompressError
-from compress.models.checks import check_model_folder
-from compress.testing import FAMILIES, checkpoint_folder
+from compress.core.errors import CompressError
+from compress.folders.checks import check_model_folder
+from compress.local_models.broken import FAMILIES, checkpoint_folder
 
 LAYER_TYPES = ["sliding_attention", "full_attention"]
 

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compress.errors import CompressError
-from compress.recipe import BASE, builtin_recipes, load_recipe, parse_recipe
+from compress.build.recipe import BASE, builtin_recipes, load_recipe, parse_recipe
+from compress.core.errors import CompressError
 
 EIGHT = [
     "base",
@@ -243,7 +243,7 @@ def test_recipe_file_errors(tmp_path: Path) -> None:
 
 
 def test_missing_base_folder_fails_before_building(tmp_path: Path) -> None:
-    from compress.build import resolve_base
+    from compress.build.matrix import resolve_base
 
     with pytest.raises(CompressError, match="neither a local model"):
         resolve_base(str(tmp_path / "no-such-model"))

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from compress.errors import CompressError
-from compress.recipe import BASE, Recipe, load_recipe, parse_recipe
+from compress.build.recipe import BASE, Recipe, load_recipe, parse_recipe
+from compress.core.errors import CompressError
 
 
 @st.composite

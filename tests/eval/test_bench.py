@@ -13,10 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from compress.bench import benchmark as bench
+from compress.bench import overhead
 from compress.cli import main
-from compress.errors import CompressError
-from compress.evaluation import bench, overhead
-from compress.testing import link_copy, local_model
+from compress.core.errors import CompressError
+from compress.local_models.broken import link_copy
+from compress.local_models.registry import local_model
 
 MAX_TOKENS = 8
 TINY = ["bench", "--shape", "tiny", "--max-tokens", str(MAX_TOKENS), "--batch-prompts", "4"]
@@ -156,7 +158,7 @@ def test_overhead_rejects_unknown_variants(models_dir: Path) -> None:
 def test_overhead_times_gate_and_bare_script(models_dir: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "overhead.json"
     args = ["bench", "overhead", "--models-dir", str(models_dir), "--variants", "base", "--no-prime"]
-    goldens = f"--pytest-args=--golden-dir={tmp_path / 'golden'} --snapshot-update"  # a new gate has none yet
+    goldens = f"--pytest-args=--gate-golden-dir={tmp_path / 'golden'} --snapshot-update"  # a new gate has none yet
     assert main([*args, goldens, "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["variants"] == ["base"]

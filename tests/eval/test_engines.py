@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from compress.core.prompts import load_prompts
+from compress.core.similarity import compare_outputs
 from compress.engines import SamplingConfig, open_engine
-from compress.metrics import compare_outputs
-from compress.prompts import load_prompts
-from compress.testing import local_model
+from compress.local_models.registry import local_model
 
 SAMPLING = SamplingConfig(temperature=0.0, min_tokens=8, max_tokens=64)
 MODELS = {"smollm2": 2, "tiny-exaone4": 2}  # prompts allowed to differ between engines

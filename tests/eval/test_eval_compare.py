@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from compress.cli import main
+from compress.local_models.broken import corrupt_weights, link_copy, zero_final_norm
+from compress.local_models.registry import local_model
 from compress.reports import CompareReport
-from compress.testing import corrupt_weights, link_copy, local_model, zero_final_norm
 
 # Small enough to keep the three loads the bulk of the time; the fixed prompts are the default.
 MAX_TOKENS = 16

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from compress.cli import main
+from compress.local_models.broken import zero_final_norm
+from compress.local_models.registry import local_model
 from compress.reports import VerifyReport
-from compress.testing import local_model, zero_final_norm
 
 MIN_TOKENS, MAX_TOKENS = 8, 24
 

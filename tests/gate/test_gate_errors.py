@@ -3,11 +3,11 @@ fix, the session ends normally (exit 1, no INTERNALERROR), and no model is loade
 
 Three real runs of tests/gate/test_release_gate.py in subprocesses, each about 10 s (the gate's own imports):
 
-* every variant folder broken in a different way (compress.testing.broken_folder), the baseline too;
+* every variant folder broken in a different way (compress.local_models.broken.broken_folder), the baseline too;
 * a prompts file that is not UTF-8 (it used to crash the session while the gate was being set up);
 * a --gate-report whose folder does not exist.
 
-The messages of the other set-up problems (missing --models-dir, unknown variant, malformed thresholds)
+The messages of the other set-up problems (missing --gate-models-dir, unknown variant, malformed thresholds)
 are pinned at resolve level in test_gate_parts.py; they travel the same way as these.
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from compress.testing import BROKEN, broken_folder, checkpoint_folder
+from compress.local_models.broken import BROKEN, broken_folder, checkpoint_folder
 
 REPO = Path(__file__).resolve().parents[2]
 # The part of each defect's message a case must show (the folder path comes before it).
@@ -88,7 +88,7 @@ def broken_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.Com
     golden = tmp / "golden"
     proc = run_gate(
         tmp,
-        "--models-dir", str(models), "--golden-dir", str(golden), "--junitxml", str(tmp / "junit.xml"),
+        "--gate-models-dir", str(models), "--gate-golden-dir", str(golden), "--junitxml", str(tmp / "junit.xml"),
         "--gate-report", str(tmp / "reports" / "gate.json"),
     )  # fmt: skip
     assert (tmp / "junit.xml").is_file(), (proc.stdout + proc.stderr)[-3000:]
@@ -145,7 +145,8 @@ def test_a_prompts_file_that_is_not_utf8_errors_every_case(tmp_path: Path) -> No
     prompts.write_bytes(b"\xff\xfe not text")
     junit = tmp_path / "junit.xml"
     proc = run_gate(
-        tmp_path, "--models-dir", str(_good_models(tmp_path)), "--prompts-file", str(prompts), "--junitxml", str(junit)
+        tmp_path, "--gate-models-dir", str(_good_models(tmp_path)), "--gate-prompts-file", str(prompts),
+        "--junitxml", str(junit)
     )
     assert_session_ended_normally(proc)
     results = outcomes(junit)
@@ -160,7 +161,7 @@ def test_a_prompts_file_that_is_not_utf8_errors_every_case(tmp_path: Path) -> No
 def no_report_folder(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess, Path]:
     tmp = tmp_path_factory.mktemp("no-report-folder")
     missing = tmp / "no" / "such"
-    proc = run_gate(tmp, "--models-dir", str(_good_models(tmp)), "--gate-report", str(missing / "gate.json"))
+    proc = run_gate(tmp, "--gate-models-dir", str(_good_models(tmp)), "--gate-report", str(missing / "gate.json"))
     return proc, missing
 
 

@@ -12,12 +12,14 @@ from typing import ClassVar
 
 import pytest
 
+from compress.core.errors import CompressError
+from compress.core.prompts import Prompt
+from compress.core.similarity import compare_outputs
 from compress.engines import BatchResult, Generation, SamplingConfig
-from compress.errors import CompressError
-from compress.evaluation.compare import build_report
-from compress.evaluation.run import ModelRun
+from compress.evaluation.run import ModelRun, run_from_dict, run_to_dict
 from compress.evaluation.speed import SpeedRounds, SpeedWorkload, interleaved_rounds
 from compress.evaluation.timing import Timing
+from compress.folders.matrix import list_variants
 from compress.gate.checks import (
     GateFailure,
     check_non_empty,
@@ -25,13 +27,12 @@ from compress.gate.checks import (
     check_speedup,
     check_variant_metrics,
 )
-from compress.gate.options import junit_file_for, list_variants, resolve_gate
+from compress.gate.options import junit_file_for, resolve_gate
 from compress.gate.report import with_speed_verdicts
-from compress.gate.session import GateSession, pin_worker_gpus, run_from_dict, run_to_dict
+from compress.gate.session import GateSession, pin_worker_gpus
 from compress.gate.snapshot import GoldenJSONExtension, answer_drift, golden_key, golden_problem, golden_record
 from compress.gate.thresholds import Thresholds, load_thresholds
-from compress.metrics import compare_outputs
-from compress.prompts import Prompt
+from compress.reports.compare import build_report
 from compress.reports.json_report import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -110,7 +111,7 @@ def test_the_checked_in_thresholds_file_is_valid_and_names_only_real_variants() 
     """A misspelt variant table would be valid TOML that silently applies to nothing."""
     import tomllib
 
-    from compress.recipe import builtin_recipes, load_recipe
+    from compress.build.recipe import builtin_recipes, load_recipe
 
     load_thresholds(REPO / "tests/gate/thresholds.toml")
     raw = tomllib.loads((REPO / "tests/gate/thresholds.toml").read_text(encoding="utf-8"))
@@ -293,12 +294,12 @@ def test_variants_are_every_folder_but_the_baseline_and_builder_leftovers(tmp_pa
 @pytest.mark.parametrize(
     ("kwargs", "expected"),
     [
-        ({"models_dir": "missing"}, "--models-dir {tmp}/missing does not exist"),
+        ({"models_dir": "missing"}, "--gate-models-dir {tmp}/missing does not exist"),
         (
             {"baseline": "teacher"},
-            "baseline 'teacher' has no folder in {tmp}/m. Fix: pass --baseline with one of",
+            "baseline 'teacher' has no folder in {tmp}/m. Fix: pass --gate-baseline with one of",
         ),
-        ({"variants": "l29,l28"}, "--variants names l28, which {tmp}/m does not hold. Fix: pick from: l29"),
+        ({"variants": "l29,l28"}, "--gate-variants names l28, which {tmp}/m does not hold. Fix: pick from: l29"),
         ({"prompts_file": "{tmp}/p.toml"}, "prompts file {tmp}/p.toml holds no prompts"),
         ({"thresholds_file": "{tmp}/none.toml"}, "thresholds file {tmp}/none.toml does not exist"),
         (
@@ -367,16 +368,17 @@ def _collect(*args: str) -> list[str]:
 def test_cases_are_named_variant_then_prompt_and_gpu_selects_only_speed_without_cuda(tmp_path: Path) -> None:
     for name in ("base", "compressed-l29", "compressed-l29-llmc-awq", ".l28.tmp-7"):
         (tmp_path / "tiny" / name).mkdir(parents=True)
-    ids = [line.split("::")[1] for line in _collect("--models-dir", str(tmp_path / "tiny")) if "::" in line]
+    ids = [line.split("::")[1] for line in _collect("--gate-models-dir", str(tmp_path / "tiny")) if "::" in line]
     assert "test_non_empty[compressed-l29-llmc-awq-hello]" in ids
     assert "test_non_empty[base-ko-weather]" in ids and "test_golden[base]" in ids  # the baseline's own cases
     assert not any(i.startswith(("test_similarity[base", "test_speedup[base")) for i in ids)  # cannot fail
     assert "test_similarity[compressed-l29-ko-kimchi]" in ids and "test_variant_metrics[compressed-l29]" in ids
-    n_cases = 10 * 3 + 10 * 2 + 2 + 2 + 3  # non-empty x3, similarity x2, metrics x2, speedup x2, golden x3
+    n_cases = 10 * 3 + 10 * 2 + 2 + 2 + 3 + 2 + 2  # non-empty x3, similarity x2, metrics x2, speedup x2, golden x3,
+    # fidelity x2, task accuracy x2
     assert len(ids) == n_cases and not any("l28" in i for i in ids)
     import torch
 
-    gpu = [line for line in _collect("--models-dir", str(tmp_path / "tiny"), "-m", "gpu") if "::" in line]
+    gpu = [line for line in _collect("--gate-models-dir", str(tmp_path / "tiny"), "-m", "gpu") if "::" in line]
     assert len(gpu) == (n_cases if torch.cuda.is_available() else 2), gpu  # CUDA: the whole gate; else speed
 
 

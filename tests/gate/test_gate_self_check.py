@@ -9,7 +9,7 @@ A temp models folder holds the baseline and four variants made from it:
   so each adds 0 to the residual): the same answers at about a third of the speed, below its 0.8x floor.
 
 Three pytest runs of tests/gate/test_release_gate.py in subprocesses (options from the root conftest):
-1. all variants, ``--speed-on-cpu --snapshot-update``: verdicts, messages, goldens, report and JUnit XML;
+1. all variants, ``--gate-speed-on-cpu --snapshot-update``: verdicts, messages, goldens, report and JUnit XML;
 2. ``-n 2``, goldens only, after tampering with two goldens: a changed answer and a file that is not JSON
    fail, the untouched baseline golden passes, nothing is rewritten, no model is loaded twice across workers;
 3. ``--snapshot-update``: the tampered goldens are rewritten to what run 1 wrote; other gates' files stay.
@@ -28,8 +28,9 @@ from pathlib import Path
 
 import pytest
 
-from compress.errors import CompressError
-from compress.testing import link_copy, local_model, zero_final_norm
+from compress.core.errors import CompressError
+from compress.local_models.broken import link_copy, zero_final_norm
+from compress.local_models.registry import local_model
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCE = "tiny-exaone4"
@@ -118,8 +119,8 @@ def run_gate(tmp: Path, *args: str) -> subprocess.CompletedProcess:
     cmd = [
         sys.executable, "-m", "pytest", "tests/gate/test_release_gate.py", "-p", "no:cacheprovider",
         f"--rootdir={REPO}", "-rfE", "--tb=short",
-        "--models-dir", str(tmp / "models"), "--gate-name", GATE, "--gate-engine", "vllm",
-        "--gate-thresholds", str(tmp / "thresholds.toml"), "--golden-dir", str(tmp / "golden"),
+        "--gate-models-dir", str(tmp / "models"), "--gate-name", GATE, "--gate-engine", "vllm",
+        "--gate-thresholds", str(tmp / "thresholds.toml"), "--gate-golden-dir", str(tmp / "golden"),
         "--gate-report", str(tmp / "reports" / f"{GATE}.json"),
         *args,
     ]  # fmt: skip
@@ -173,7 +174,7 @@ def first_run(selfcheck: Path) -> FirstRun:
     other.parent.mkdir(parents=True)
     other.write_text('{"kept": true}\n')
     # 1 warm-up + 3 timed rounds per model (the GPU default is 2 + 8): a 3x slowdown needs few on a CPU
-    proc = run_gate(selfcheck, "--speed-on-cpu", "--snapshot-update", "--gate-warmup", "1", "--gate-repeats", "3")
+    proc = run_gate(selfcheck, "--gate-speed-on-cpu", "--snapshot-update", "--gate-warmup", "1", "--gate-repeats", "3")
     junit = selfcheck / "reports" / f"{GATE}-junit.xml"
     assert junit.is_file(), proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc, outcomes(junit)
@@ -260,7 +261,7 @@ def test_golden_mismatches_fail_and_only_snapshot_update_rewrites(first_run: Fir
     empty.write_text('{"outputs": {', encoding="utf-8")
     before = {p: p.read_text(encoding="utf-8") for p in (good, empty)}
 
-    proc = run_gate(selfcheck, "-n", "2", "--variants", "good,empty", "-k", "test_golden")
+    proc = run_gate(selfcheck, "-n", "2", "--gate-variants", "good,empty", "-k", "test_golden")
     results = outcomes(selfcheck / "reports" / f"{GATE}-junit.xml")
     assert results["test_golden[base]"][0] == "passed", proc.stdout[-3000:]
     state, text = results["test_golden[good]"]
@@ -274,7 +275,7 @@ def test_golden_mismatches_fail_and_only_snapshot_update_rewrites(first_run: Fir
     assert sorted(v for v, _ in loaded) == ["base", "empty", "good"], loads[1]  # each once, over 2 workers
     assert len({w for _, w in loaded}) == 2
 
-    proc = run_gate(selfcheck, "--variants", "good,empty", "-k", "test_golden", "--snapshot-update")
+    proc = run_gate(selfcheck, "--gate-variants", "good,empty", "-k", "test_golden", "--snapshot-update")
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert {p: p.read_text(encoding="utf-8") for p in (good, empty)} == written
     assert (selfcheck / "golden" / "other-gate" / "base.vllm-float32.json").is_file()

@@ -1,8 +1,8 @@
-"""The release gate: every variant in --models-dir against the baseline, on the fixed prompts.
+"""The release gate: every variant in --gate-models-dir against the baseline, on the fixed prompts.
 
-    pytest tests/gate/test_release_gate.py --models-dir $EXAONE_COMPRESSION_HOME/models/tiny-exaone4
-    pytest tests/gate/test_release_gate.py -m gpu --models-dir=/models/exaone-4.0-1.2b   # a GPU runner: + speed
-    pytest tests/gate --models-dir ... --snapshot-update         # after an intended change: rewrite golden/
+    pytest tests/gate/test_release_gate.py --gate-models-dir $EXAONE_COMPRESSION_HOME/models/tiny-exaone4
+    pytest tests/gate/test_release_gate.py -m gpu --gate-models-dir=/models/exaone-4.0-1.2b   # a GPU runner: + speed
+    pytest tests/gate --gate-models-dir ... --snapshot-update         # after an intended change: rewrite golden/
 
 Cases read the session's cached runs (compress/gate/session.py); none loads a model itself. Floors come from
 tests/gate/thresholds.toml, goldens from golden/<gate>/<variant>.<engine>-<dtype>.json.
@@ -18,19 +18,23 @@ from pathlib import Path
 import pytest
 from syrupy.assertion import SnapshotAssertion
 
+from compress.core.prompts import Prompt
+from compress.evaluation.quality import Quality
 from compress.evaluation.run import ModelRun
 from compress.gate import cases
 from compress.gate.checks import (
     GateFailure,
+    check_fidelity,
     check_non_empty,
     check_similarity,
     check_speedup,
+    check_task_accuracy,
     check_variant_metrics,
+    task_verdicts,
 )
 from compress.gate.session import GateSession
 from compress.gate.snapshot import LOOSE_DTYPES, answer_drift, golden_key, golden_problem, golden_record
 from compress.gate.thresholds import VariantThresholds
-from compress.prompts import Prompt
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -134,6 +138,60 @@ def test_variant_metrics(
             comparison=gate_session.comparison(variant),
             thresholds=thresholds,
         )
+
+
+def _quality(run: ModelRun, role: str) -> Quality:
+    quality = run.quality
+    if quality is None or quality.error:
+        pytest.fail(f"{role} {run.name}: quality not measured: {quality.error if quality else 'no measurement'}",
+                    pytrace=False)  # fmt: skip
+    return quality
+
+
+@pytest.mark.gate(measures="fidelity")
+def test_fidelity(
+    gate_session: GateSession,
+    variant: str,
+    variant_run: ModelRun,
+    baseline_run: ModelRun,
+    thresholds: VariantThresholds,
+) -> None:
+    """Teacher-forced: the baseline's greedy answers to the gate's and the fidelity prompts, scored under the
+    variant. Mean and p99 KL(base || variant) per answer token at most their floors, top-1 agreement at least."""
+    _quality(baseline_run, "baseline")
+    quality = _quality(variant_run, "variant")
+    with verdict():
+        check_fidelity(
+            variant=variant,
+            baseline=baseline_run.name,
+            prompts=[p for scored in quality.fidelity.values() for p in scored],
+            thresholds=thresholds,
+            decode=gate_session.decode,
+            top_k=gate_session.quality.top_k,
+        )
+
+
+@pytest.mark.gate(measures="tasks")
+def test_task_accuracy(
+    gate_session: GateSession,
+    variant: str,
+    variant_run: ModelRun,
+    baseline_run: ModelRun,
+    thresholds: VariantThresholds,
+) -> None:
+    """The task set as multiple choice (log-likelihood) and as short answers: each format's accuracy recovery
+    (variant / baseline) at least min_task_recovery, where the baseline is clearly above chance."""
+    base, mine = _quality(baseline_run, "baseline").tasks, _quality(variant_run, "variant").tasks
+    assert base is not None and mine is not None
+    items = gate_session.quality.tasks
+    verdicts = task_verdicts(base, mine, items)
+    if all(v.recovery is None for v in verdicts):
+        pytest.skip("; ".join(v.note or "" for v in verdicts))
+    with verdict():
+        check_task_accuracy(
+            variant=variant, baseline=baseline_run.name, verdicts=verdicts, items=items, mine=mine, base=base,
+            thresholds=thresholds,
+        )  # fmt: skip
 
 
 @pytest.mark.gpu

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from compress.evaluation import bare_gate
+from compress.bench import bare_gate
 
 
 class _FakeLLM:

@@ -1,4 +1,4 @@
-"""Config-only benchmark folders (compress/evaluation/dummy_models.py): configs, the bytes formula, tokenizer."""
+"""Config-only benchmark folders (compress/bench/dummy_models.py): configs, the bytes formula, tokenizer."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from compress.errors import CompressError
-from compress.evaluation import dummy_models as dm
+from compress.bench import dummy_models as dm
+from compress.core.errors import CompressError
 
 
 def test_exaone4_configs_drop_one_layer_and_rewrite_layer_types() -> None:

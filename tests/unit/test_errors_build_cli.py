@@ -1,6 +1,6 @@
 """`python -m compress build` with a bad recipe, a bad base or prune indices that cannot fit: one line with
 the fix, exit 2, and nothing written (not even the output folder). Every case is decided before a step runs,
-so the base is a stub folder from compress.testing and no model loads."""
+so the base is a stub folder from compress.local_models.broken and no model loads."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from compress.cli import main
-from compress.testing import broken_folder, checkpoint_folder
+from compress.local_models.broken import broken_folder, checkpoint_folder
 
 LAYERS = 6
 

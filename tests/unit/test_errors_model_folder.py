@@ -1,7 +1,7 @@
 """A bad model folder is refused before anything loads it: one line that says what is wrong and how to fix
 it, exit 2 from the CLI (a traceback only with --debug), and no engine is ever constructed for it.
 
-The folders are made in milliseconds by compress.testing (a config, tiny safetensors, stub tokenizer), each
+The folders are made in milliseconds by compress.local_models.broken (a config, tiny safetensors, stub tokenizer), each
 with one defect, so these tests need no model and run in both environments.
 """
 
@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from compress.cli import main
-from compress.errors import CompressError
-from compress.models.checks import check_model_folder
-from compress.testing import BROKEN, broken_folder, checkpoint_folder
+from compress.core.errors import CompressError
+from compress.folders.checks import check_model_folder
+from compress.local_models.broken import BROKEN, broken_folder, checkpoint_folder
 
 # defect -> the part of the one-line message that names it (the folder path comes before it)
 MESSAGES = {

@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from compress.cli import main
-from compress.errors import CompressError
-from compress.prompts import load_prompts
-from compress.testing import checkpoint_folder
+from compress.core.errors import CompressError
+from compress.core.prompts import load_prompts
+from compress.local_models.broken import checkpoint_folder
 
 MALFORMED = "is malformed"
 BAD_FILES = [

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from compress.core.similarity import compare_outputs, is_non_empty, similarity
 from compress.engines.base import BatchResult, Generation, SamplingConfig
 from compress.evaluation.timing import Timing, measure, speedup, token_speedup
-from compress.metrics import compare_outputs, is_non_empty, similarity
 
 # --- similarity: rapidfuzz's normalised Indel similarity, 1 - (insertions + deletions) / (len(a) + len(b))
 

@@ -8,14 +8,16 @@ from pathlib import Path
 
 import pytest
 
+from compress.core.atomicio import atomic_file, check_writable_file
+from compress.core.errors import CompressError
+from compress.core.prompts import Prompt
 from compress.engines.base import BatchResult, Generation, SamplingConfig
-from compress.errors import CompressError
-from compress.evaluation.compare import build_report, name_models
+from compress.evaluation.compare import name_models
 from compress.evaluation.run import ModelRun
 from compress.evaluation.timing import Timing
-from compress.prompts import Prompt
 from compress.reports import CompareReport, companion_paths, markdown_table, write_compare_reports
-from compress.reports.json_report import Settings, atomic_file, check_report_path, write_json
+from compress.reports.compare import build_report
+from compress.reports.json_report import Settings, write_json
 from compress.reports.plot import plot_tradeoff
 
 PROMPTS = [
@@ -194,14 +196,14 @@ def test_write_compare_reports_writes_three_files_with_one_stem(
 
 def test_missing_report_folder_fails_with_the_fix(tmp_path: Path) -> None:
     with pytest.raises(CompressError) as err:
-        check_report_path(tmp_path / "nope" / "r.json")
+        check_writable_file(tmp_path / "nope" / "r.json")
     missing = tmp_path / "nope"
     assert str(err.value) == (
         f"report folder {missing} does not exist. Fix: create it first (mkdir -p {missing}) "
         "or pass --report-file inside an existing folder"
     )
     with pytest.raises(CompressError, match="is a folder"):
-        check_report_path(tmp_path)
+        check_writable_file(tmp_path)
 
 
 def test_interrupted_write_keeps_the_old_file_and_leaves_no_temp(

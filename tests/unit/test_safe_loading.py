@@ -122,8 +122,8 @@ def test_vllm_is_handed_safetensors_only() -> None:
 
 
 def test_user_facing_switches_are_off_by_default(tmp_path: Path) -> None:
+    from compress.build.recipe import parse_recipe
     from compress.gate.options import GateConfig
-    from compress.recipe import parse_recipe
 
     parser = build_parser()
     for argv in (["verify", "--model-dir", "m"], ["eval-compare", "--matrix", "m", "--report-file", "r.json"]):

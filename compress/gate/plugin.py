@@ -1,0 +1,236 @@
+"""The release gate as a pytest plugin: its options, markers, fixtures and session hooks.
+
+The root conftest.py registers it (``pytest_plugins = ["compress.gate.plugin"]``); the cases are
+tests/gate/test_release_gate.py. Without ``--gate-models-dir`` the gate's cases are skipped and nothing here
+loads a model.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from syrupy.assertion import SnapshotAssertion
+
+from compress.core.errors import CompressError
+from compress.engines.select import has_cuda
+from compress.evaluation.quality import QualityPlan
+from compress.evaluation.run import run_from_dict, run_to_dict
+from compress.gate import cases
+from compress.gate.options import OPTIONS, junit_file_for, resolve_gate
+from compress.gate.session import GateSession, pin_worker_gpus, share_cpu_threads
+from compress.gate.snapshot import GoldenJSONExtension
+
+MARKERS = (
+    "gpu: needs a CUDA GPU; skipped without one. On a CUDA host every release-gate case is marked gpu too, "
+    "so `pytest tests/gate/test_release_gate.py -m gpu --gate-models-dir=DIR` runs the whole gate there",
+    "gate(baseline=False, timed=False): a release-gate case, parametrised from the --gate-* options",
+)
+SESSION = pytest.StashKey[GateSession]()
+WORKER_RUNS = pytest.StashKey[list]()
+SUMMARY = pytest.StashKey[tuple]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Every option of :data:`compress.gate.options.OPTIONS`, under ``--gate-``; the old unprefixed names
+    still work for one release (``--help`` marks them deprecated; a run that uses one says so)."""
+    group = parser.getgroup("release gate", "release gate: variants of a model against its baseline")
+    for opt in OPTIONS:
+        names = [opt.flag] + ([opt.old] if opt.old else [])
+        help_text = opt.help + (f" [{opt.old}: deprecated alias, removed in 0.3]" if opt.old else "")
+        kwargs: dict = {"dest": f"gate_{opt.dest}", "help": help_text}
+        if opt.switch:
+            kwargs.update(action="store_true", default=bool(opt.default))
+        else:
+            kwargs.update(default=opt.default, metavar=opt.metavar, type=opt.type, choices=opt.choices)
+            kwargs = {k: v for k, v in kwargs.items() if v is not None or k == "default"}
+        group.addoption(*names, **kwargs)
+
+
+def deprecated_aliases(args: list[str]) -> list[str]:
+    """The old option names a command line used (``--models-dir DIR`` or ``--models-dir=DIR``)."""
+    old = {opt.old: opt.flag for opt in OPTIONS if opt.old}
+    used = [a.split("=", 1)[0] for a in args if a.split("=", 1)[0] in old]
+    return [f"{name} is deprecated, use {old[name]}" for name in dict.fromkeys(used)]
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return [f"release gate: {line}" for line in deprecated_aliases(list(config.invocation_params.args))]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    for line in MARKERS:
+        config.addinivalue_line("markers", line)
+    opt = config.option
+    setup = resolve_gate(rootdir=config.rootpath, **{o.dest: getattr(opt, f"gate_{o.dest}") for o in OPTIONS})
+    config.stash[cases.SETUP] = setup
+    config.stash[WORKER_RUNS] = []
+    if setup.config is None:
+        return
+    cfg = setup.config
+    GoldenJSONExtension.configure(cfg.golden_dir, cfg.name)
+    # vLLM logs ~40 INFO and WARNING lines per engine to stdout; pytest shows them under captured failures.
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
+    # torch.cuda.is_available() (gpu marker, engines) poisons fork: vLLM's engine process would then
+    # die with "Cannot re-initialize CUDA in forked subprocess" (seen on the H200); vLLM's tests spawn too.
+    os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
+    worker = getattr(config, "workerinput", {}).get("workerid")
+    if worker is None:
+        # the default JUnit XML goes beside the report; a report folder that does not exist is an error the
+        # cases report, so it is not created here behind the user's back
+        report_dir_ok = setup.problem is None or cfg.report_file.parent.is_dir()
+        if not getattr(opt, "xmlpath", None) and not opt.collectonly and report_dir_ok:
+            opt.xmlpath = str(junit_file_for(cfg.report_file))
+            if setup.problem is None:
+                Path(opt.xmlpath).parent.mkdir(parents=True, exist_ok=True)
+        if getattr(opt, "numprocesses", None) and getattr(opt, "dist", "no") == "load":
+            opt.dist = "loadgroup"  # one worker per variant: no model loaded twice
+        if config.pluginmanager.hasplugin("xdist"):
+            config.pluginmanager.register(_XdistHooks(config), "release-gate-xdist")
+    else:
+        pin_worker_gpus(worker, cfg.tensor_parallel_size)
+        share_cpu_threads(int(config.workerinput.get("workercount", 1)))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Before -m deselects: gate cases get gpu on CUDA hosts; gpu cases skip without CUDA; sort by variant."""
+    setup = config.stash[cases.SETUP]
+    gpu_items = [
+        it
+        for it in items
+        if (it.get_closest_marker("gpu") or it.get_closest_marker("gate")) and not it.get_closest_marker("skip")
+    ]
+    if not gpu_items:
+        return  # no torch import (seconds) when nothing could need CUDA
+    cuda = has_cuda()
+    speed_on_cpu = setup.config is not None and setup.config.speed_on_cpu
+    for item in gpu_items:
+        is_gate = item.get_closest_marker("gate") is not None
+        if cuda and is_gate:
+            item.add_marker(pytest.mark.gpu)
+        if item.get_closest_marker("gpu") and not cuda and not (speed_on_cpu and is_gate):
+            item.add_marker(pytest.mark.skip(reason=cases.CUDA_REASON))
+    if setup.config is not None:
+        cases.order_items(items, setup.config.all_variants)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    session.config.stash[cases.MEASURE_SPEED] = any(cases.needs_timing(it) for it in session.items)
+    session.config.stash[cases.MEASURE_QUALITY] = frozenset(filter(None, (cases.measures(it) for it in session.items)))
+
+
+@pytest.fixture(scope="session")
+def gate_session(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GateSession]:
+    """The gate's cache of model runs. Errors every gate case with the reason when the gate cannot run."""
+    config = request.config
+    setup = config.stash[cases.SETUP]
+    if setup.problem is not None:
+        pytest.fail(setup.problem, pytrace=False)
+    if not setup.ready:
+        pytest.skip(cases.SKIP_NO_GATE)
+    worker = getattr(config, "workerinput", {}).get("workerid")
+    shared = tmp_path_factory.getbasetemp().parent if worker else None
+    measure_speed = config.stash.get(cases.MEASURE_SPEED, False)
+    wanted = config.stash.get(cases.MEASURE_QUALITY, frozenset())
+    quality = QualityPlan(
+        fidelity="fidelity" in wanted,
+        fidelity_sets={"fidelity": setup.fidelity_prompts} if "fidelity" in wanted else {},
+        tasks=setup.tasks if "tasks" in wanted else [],
+    )
+    session = GateSession(
+        setup,
+        measure_speed=measure_speed,
+        quality=quality,
+        shared_dir=shared,
+        worker=worker or "main",
+    )
+    config.stash[SESSION] = session
+    yield session
+    session.close()
+
+
+@pytest.fixture
+def golden(snapshot: SnapshotAssertion) -> SnapshotAssertion:
+    """syrupy's ``snapshot`` stored as the gate's golden JSON files (compress/gate/snapshot.py). A separate
+    fixture rather than an override of ``snapshot``, so other tests' snapshots keep syrupy's defaults."""
+    return snapshot.use_extension(GoldenJSONExtension)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Workers hand their runs to the controller; the controller (or a plain run) writes the report."""
+    config = session.config
+    gate = config.stash.get(SESSION, None)
+    if hasattr(config, "workeroutput"):
+        if gate is not None:
+            config.workeroutput["gate"] = {
+                "runs": {name: run_to_dict(run) for name, run in gate.runs.items()},
+                "loads": gate.loads,
+                "warmup": gate.warmup,
+                "repeats": gate.repeats,
+            }
+        return
+    setup = config.stash.get(cases.SETUP, None)
+    if setup is None or not setup.ready:
+        return
+    parts = list(config.stash.get(WORKER_RUNS, []))
+    if gate is not None:
+        parts.append({"runs": dict(gate.runs), "loads": gate.loads, "warmup": gate.warmup, "repeats": gate.repeats})
+    runs = {}
+    for part in parts:
+        for name, run in part["runs"].items():
+            runs.setdefault(name, run if not isinstance(run, dict) else run_from_dict(run))
+    if not runs:
+        return
+    from compress.gate.report import write_gate_report
+
+    loads = [load for part in parts for load in part["loads"]]
+    try:
+        written = str(write_gate_report(setup, runs, warmup=parts[0]["warmup"], repeats=parts[0]["repeats"]))
+    except (CompressError, OSError, ValueError) as err:  # the verdicts stand; say the report is missing
+        written = f"NOT WRITTEN: {err}"
+        session.exitstatus = session.exitstatus or pytest.ExitCode.TESTS_FAILED
+    config.stash[SUMMARY] = (written, loads)
+
+
+class _XdistHooks:
+    """Registered only when pytest-xdist is present (its hook names are unknown to pytest otherwise)."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
+        part = getattr(node, "workeroutput", {}).get("gate")
+        if part:
+            self.config.stash[WORKER_RUNS].append(part)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    summary = config.stash.get(SUMMARY, None)
+    if summary is None:
+        return
+    path, loads = summary
+    setup = config.stash[cases.SETUP]
+    cfg = setup.config
+    terminalreporter.write_sep("-", f"release gate {cfg.name}")
+    terminalreporter.write_line(f"report: {path} (+ .md table, .png plot); junit: {config.option.xmlpath}")
+    terminalreporter.write_line(
+        "models loaded: "
+        + ", ".join(f"{x['variant']} ({x['worker']}, {x['status']}{_again(x)}{_load(x)})" for x in loads)
+    )
+
+
+def _load(load: dict) -> str:
+    """Engine start is most of a GPU gate's wall time (cold torch.compile caches: 80-120 s a model on an H200)."""
+    seconds = load.get("load_seconds")
+    return f", load {seconds:.0f} s" if seconds else ""
+
+
+def _again(load: dict) -> str:
+    """The baseline's second load, as the timing reference of variants served another way (4-bit: bf16)."""
+    again = load.get("as")
+    return f", timing reference {again}" if again not in (None, "default") else ""

@@ -1,1 +1,0 @@
-"""Model folders: checking them, and making the local models the tests and the main job run on."""
