@@ -106,7 +106,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.set_defaults(run=run)
 
-    sub = parser.add_subparsers(dest="bench_mode", metavar="{overhead}")
+    sub = parser.add_subparsers(dest="bench_mode", metavar="{overhead,separation}")
+    sep = sub.add_parser(
+        "separation",
+        help="gate a matrix's good variants beside degraded copies of graded severity (fixed and held-out prompts)",
+        description="Evidence that the quality verdicts separate: builds a models folder with the matrix's good "
+        "variants and degraded copies (noise, round-to-nearest 3/4-bit, more layers dropped, the first layer "
+        "dropped), runs the gate's fidelity and task cases on the fixed prompts and on the held-out set, and "
+        "prints a markdown table of every figure and verdict.",
+    )
+    sep.add_argument("--matrix", required=True, help="a built matrix (e.g. smollm2), under $EXAONE_COMPRESSION_HOME")
+    sep.add_argument("--work", required=True, metavar="DIR", help="new folder for the study's models and reports")
+    sep.add_argument("--gate-name", default=None, help="whose calibrated floors judge the copies (default: --matrix)")
+    sep.add_argument("--no-heldout", action="store_true", help="the fixed prompts only")
+    sep.add_argument("--out", dest="separation_out", default=None, metavar="MD", help="also write the table here")
+    sep.add_argument(
+        "--pytest-args",
+        dest="separation_pytest_args",
+        default="",
+        help="extra arguments for the gate's pytest runs, one string (e.g. '--gate-enforce-eager' on a GPU)",
+    )
+    sep.set_defaults(run=run_separation)
     ov = sub.add_parser(
         "overhead",
         help="the gate's wall time against a bare vLLM script doing the same model work",
@@ -235,5 +255,32 @@ def run_overhead(args: argparse.Namespace) -> int:
     if out is not None:
         with atomic_file(out) as handle:
             handle.write(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {out}")
+    return 0
+
+
+def run_separation(args: argparse.Namespace) -> int:
+    from compress.bench.separation import run_study
+    from compress.core import paths
+    from compress.core.atomicio import write_text_atomic
+
+    out = check_writable_file(args.separation_out) if args.separation_out else None
+    work = Path(args.work).expanduser().resolve()
+    if work.exists():
+        raise CompressError(f"{work} exists", "pass a new folder to --work (the study writes models there)")
+    repo = Path(__file__).resolve().parents[2]
+    import shlex
+
+    text = run_study(
+        paths.matrix_dir(args.matrix),
+        work,
+        gate=args.gate_name or args.matrix,
+        repo=repo,
+        heldout=not args.no_heldout,
+        pytest_args=tuple(shlex.split(args.separation_pytest_args)),
+    )
+    print(text)
+    if out is not None:
+        write_text_atomic(out, text)
         print(f"wrote {out}")
     return 0

@@ -268,3 +268,10 @@ def chance_accuracy(n_choices: Sequence[int]) -> float:
     if any(k < 1 for k in n_choices):
         raise ValueError("every item needs at least one choice")
     return math.fsum(1.0 / k for k in n_choices) / len(n_choices)
+
+
+def above_chance(correct: Sequence[bool], chance: float) -> bool:
+    """Clearly better than guessing: accuracy minus two standard errors above ``chance``. Below that, a ratio
+    of another model's accuracy to this one measures noise."""
+    acc = accuracy(correct)
+    return acc.acc - 2 * acc.se > chance

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from compress.core.accuracy import above_chance, chance_accuracy
 from compress.core.fidelity import PromptFidelity
 from compress.core.prompts import Prompt
 from compress.core.tasks import TaskItem
@@ -92,13 +93,21 @@ def measure_baseline(
     return quality
 
 
+def tasks_informative(base: TaskResult, items: list[TaskItem]) -> bool:
+    """Whether the baseline beats guessing in either format; if not, no variant's tasks are worth running."""
+    chance = chance_accuracy([len(i.choices) for i in items])
+    return above_chance(base.mc_correct, chance) or above_chance(base.short_correct, 0.0)
+
+
 def measure_variant(engine: Engine, plan: QualityPlan, baseline: Quality) -> Quality:
     """The variant replays every baseline reference and answers the tasks."""
     started = time.perf_counter()
     quality = Quality()
     if plan.fidelity:
         quality.fidelity = {name: score_variant(engine, ref, plan.top_k) for name, ref in baseline.references.items()}
-    if plan.tasks:
-        quality.tasks = run_tasks(engine, plan.tasks)
+    if plan.tasks and baseline.tasks is not None:
+        # a baseline at chance in both formats makes every variant's task case a skip: do not pay for it
+        informative = tasks_informative(baseline.tasks, plan.tasks)
+        quality.tasks = run_tasks(engine, plan.tasks) if informative else None
     quality.seconds = time.perf_counter() - started
     return quality

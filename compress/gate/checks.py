@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from compress.core.accuracy import Recovery, accuracy, chance_accuracy, recovery
+from compress.core.accuracy import Recovery, above_chance, accuracy, chance_accuracy, recovery
 from compress.core.fidelity import FidelitySummary, PromptFidelity, summarize
 from compress.core.prompts import Prompt
 from compress.core.similarity import OutputComparison, is_non_empty
@@ -219,11 +219,16 @@ class TaskVerdict:
     note: str | None = None
 
 
-def task_verdicts(
-    base: TaskResult, mine: TaskResult, items: list[TaskItem]
-) -> list[TaskVerdict]:
-    """Multiple choice and short answer. A format where the baseline is not clearly above guessing (accuracy
-    minus two standard errors at or below chance) is not judged: a ratio to a chance-level accuracy is noise."""
+MAX_RECOVERY_SE = 0.08
+"""A format whose recovery has a larger standard error is reported, not judged: two SEs would span a floor's
+whole margin (on 254 items the short answers of a 135M model, 12 % right, gave +-0.15)."""
+
+
+def task_verdicts(base: TaskResult, mine: TaskResult, items: list[TaskItem]) -> list[TaskVerdict]:
+    """Multiple choice and short answer. A format is judged only where it can say something: the baseline
+    clearly above guessing (accuracy minus two standard errors above chance) and the recovery measured to
+    +-MAX_RECOVERY_SE; otherwise the verdict carries the reason instead. A ratio to a chance-level accuracy,
+    or one with a wide error, is noise."""
     chance = chance_accuracy([len(i.choices) for i in items])
     verdicts = []
     for label, b, v, floor in (
@@ -231,13 +236,18 @@ def task_verdicts(
         ("short answer", base.short_correct, mine.short_correct, 0.0),
     ):
         acc = accuracy(b)
-        if acc.acc - 2 * acc.se <= floor:
-            verdicts.append(
-                TaskVerdict(label, None, f"{label}: not judged, the baseline's accuracy {acc.acc:.3f} "
-                            f"({acc.correct}/{acc.n}, SE {acc.se:.3f}) is not clearly above chance ({floor:.2f})")
-            )  # fmt: skip
-        else:
-            verdicts.append(TaskVerdict(label, recovery(b, v)))
+        if not above_chance(b, floor):
+            note = (f"{label}: not judged, the baseline's accuracy {acc.acc:.3f} ({acc.correct}/{acc.n}, SE "
+                    f"{acc.se:.3f}) is not clearly above chance ({floor:.2f})")  # fmt: skip
+            verdicts.append(TaskVerdict(label, None, note))
+            continue
+        r = recovery(b, v)
+        if r.se > MAX_RECOVERY_SE:
+            note = (f"{label}: not judged, recovery {r.ratio:.3f} +- {r.se:.3f} (baseline {acc.correct}/{acc.n} "
+                    f"right) is too uncertain to hold to a floor (SE > {MAX_RECOVERY_SE})")  # fmt: skip
+            verdicts.append(TaskVerdict(label, None, note))
+            continue
+        verdicts.append(TaskVerdict(label, r))
     return verdicts
 
 

@@ -52,6 +52,8 @@ class GateConfig:
     """None: compress/data/fidelity_prompts.toml."""
     tasks_file: Path | None = None
     """None: compress/data/tasks/checkable_qa.jsonl."""
+    enforce_eager: bool = False
+    """vLLM in eager mode on CUDA too (the CPU always runs eager)."""
     speed_on_cpu: bool = False
     """Run the speed floors without CUDA (the gate's self-check only: shared-CPU timings are noise)."""
     warmup: int | None = None
@@ -162,6 +164,9 @@ OPTIONS: tuple[GateOption, ...] = (
                "host-bound and a variant's gain cannot show", metavar="N", type=int),
     GateOption("--gate-gpu-memory-utilization", "gpu_memory_utilization", "vLLM's GPU share per engine "
                "(default: vLLM's, or 0.28 each while baselines stay loaded for timing)", metavar="F", type=float),
+    GateOption("--gate-enforce-eager", "enforce_eager", "vLLM without torch.compile and CUDA graphs (starts in "
+               "seconds instead of a minute on a GPU; decoding is slower, so never for speed floors)",
+               default=False, switch=True),
     GateOption("--gate-speed-on-cpu", "speed_on_cpu", "run the speed floors without CUDA (the gate's "
                "self-check only: shared-CPU timings are noise)", default=False, switch=True, old="--speed-on-cpu"),
 )  # fmt: skip
@@ -196,6 +201,7 @@ def resolve_gate(*, rootdir: Path, **values: Any) -> GateSetup:
         fidelity_prompts_file=Path(v["fidelity_prompts_file"]) if v["fidelity_prompts_file"] else None,
         tasks_file=Path(v["tasks_file"]) if v["tasks_file"] else None,
         speed_on_cpu=v["speed_on_cpu"],
+        enforce_eager=v["enforce_eager"],
         warmup=v["warmup"],
         repeats=v["repeats"],
         speed_batch=v["speed_batch"],

@@ -143,6 +143,8 @@ class GateSession:
             share = SHARED_GPU_MEMORY
         if share is not None:
             kwargs["gpu_memory_utilization"] = share
+        if cfg.enforce_eager:
+            kwargs["enforce_eager"] = True
         return kwargs
 
     def _generate(self, variant: str) -> ModelRun:
