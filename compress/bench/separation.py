@@ -36,12 +36,14 @@ GOOD = ("compressed-l29", "compressed-l29-distilled", "base-llmc-awq", "base-dis
 
 @dataclass(frozen=True)
 class Degraded:
-    """A degraded copy: its name, the good variant it is made from, and how."""
+    """A degraded copy: its name, the good variant it is made from, how, and the real variant it stands for (a
+    build of that variant gone wrong would look like this copy, so that variant's floors must fail it)."""
 
     name: str
     parent: str
     kind: str
     params: dict
+    stands_for: str
 
     def make(self, source: Path, dest: Path) -> Path:
         if self.kind == "noise":
@@ -58,12 +60,18 @@ def degraded_set(n_layers: int) -> list[Degraded]:
     Influence on both local models (it turns embeddings into the residual stream every later layer reads)."""
     mid = n_layers // 2
     return [
-        Degraded("base-noise-1pct", BASELINE, "noise", {"relative_noise": 0.01, "seed": 1}),
-        Degraded("l29-noise-3pct", "compressed-l29", "noise", {"relative_noise": 0.03, "seed": 2}),
-        Degraded("base-noise-15pct", BASELINE, "noise", {"relative_noise": 0.15, "seed": 4}),
-        Degraded("base-rtn4-g64", BASELINE, "rtn", {"bits": 4, "group_size": 64}),
-        Degraded("l29-drop-4-more", "compressed-l29", "drop", {"drop": [mid - 3, mid - 2, mid + 1, mid + 2]}),
-        Degraded("base-drop-first", BASELINE, "drop", {"drop": [0]}),
+        Degraded("base-noise-1pct", BASELINE, "noise", {"relative_noise": 0.01, "seed": 1}, "base-distilled"),
+        Degraded("l29-noise-3pct", "compressed-l29", "noise", {"relative_noise": 0.03, "seed": 2}, "compressed-l29"),
+        Degraded("base-noise-15pct", BASELINE, "noise", {"relative_noise": 0.15, "seed": 4}, "base-distilled"),
+        Degraded("base-rtn4-g64", BASELINE, "rtn", {"bits": 4, "group_size": 64}, "base-llmc-awq"),
+        Degraded(
+            "l29-drop-4-more",
+            "compressed-l29",
+            "drop",
+            {"drop": [mid - 3, mid - 2, mid + 1, mid + 2]},
+            "compressed-l29",
+        ),
+        Degraded("base-drop-first", BASELINE, "drop", {"drop": [0]}, "compressed-l29"),  # pruned the wrong layer
     ]
 
 
@@ -138,8 +146,10 @@ def table(report: dict, runs: dict[str, ModelRun], degraded: list[Degraded], *, 
         fs = summarize(fid) if fid else None
         tasks = m.get("tasks") or {}
         d = parents.get(name)
-        made = "-" if name == baseline else (f"{d.parent}: {d.kind} {d.params}" if d else "real build")
-        own = thresholds.for_variant(gate, d.parent if d else name)
+        made = (
+            "-" if name == baseline else (f"{d.parent}: {d.kind} {d.params} (as {d.stands_for})" if d else "real build")
+        )
+        own = thresholds.for_variant(gate, d.stands_for if d else name)
         cells = [
             name, made,
             "-" if m.get("avg_similarity") is None else f"{m['avg_similarity']:.3f}",
@@ -148,7 +158,7 @@ def table(report: dict, runs: dict[str, ModelRun], degraded: list[Degraded], *, 
             "-" if fs is None else f"{fs.top1_agreement:.3f}",
             "-" if not tasks else f"{tasks['mc_accuracy']:.3f} ± {tasks['mc_accuracy_se']:.3f}",
             "-" if tasks.get("mc_recovery") is None else f"{tasks['mc_recovery']:.3f} ± {tasks['mc_recovery_se']:.3f}",
-            "-" if not tasks else f"{tasks['short_accuracy']:.3f}",
+            "-" if tasks.get("short_accuracy") is None else f"{tasks['short_accuracy']:.3f}",
             "baseline" if name == baseline else judge(runs, name, baseline, defaults, sets, items),
             "baseline" if name == baseline else judge(runs, name, baseline, own, sets, items),
         ]  # fmt: skip

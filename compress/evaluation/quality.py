@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from compress.core.accuracy import above_chance, chance_accuracy
+from compress.core.accuracy import chance_accuracy, supports_recovery
 from compress.core.fidelity import PromptFidelity
 from compress.core.prompts import Prompt
 from compress.core.tasks import TaskItem
@@ -38,6 +38,9 @@ class QualityPlan:
     fidelity_sets: dict[str, list[Prompt]] = field(default_factory=dict)
     tasks: list[TaskItem] = field(default_factory=list)
     top_k: int = TOP_K
+    judgeable_only: bool = False
+    """Variants skip the task formats the baseline cannot support a recovery in (the gate: CPU minutes);
+    eval-compare measures everything."""
 
     @property
     def active(self) -> bool:
@@ -93,10 +96,11 @@ def measure_baseline(
     return quality
 
 
-def tasks_informative(base: TaskResult, items: list[TaskItem]) -> bool:
-    """Whether the baseline beats guessing in either format; if not, no variant's tasks are worth running."""
+def judgeable_formats(base: TaskResult, items: list[TaskItem]) -> tuple[bool, bool]:
+    """(multiple choice, short answer): where the baseline can support a recovery ratio at all. A variant's
+    answers in a format the check would only report are not worth the minutes they cost on a CPU."""
     chance = chance_accuracy([len(i.choices) for i in items])
-    return above_chance(base.mc_correct, chance) or above_chance(base.short_correct, 0.0)
+    return supports_recovery(base.mc_correct, chance), supports_recovery(base.short_correct, 0.0)
 
 
 def measure_variant(engine: Engine, plan: QualityPlan, baseline: Quality) -> Quality:
@@ -106,8 +110,7 @@ def measure_variant(engine: Engine, plan: QualityPlan, baseline: Quality) -> Qua
     if plan.fidelity:
         quality.fidelity = {name: score_variant(engine, ref, plan.top_k) for name, ref in baseline.references.items()}
     if plan.tasks and baseline.tasks is not None:
-        # a baseline at chance in both formats makes every variant's task case a skip: do not pay for it
-        informative = tasks_informative(baseline.tasks, plan.tasks)
-        quality.tasks = run_tasks(engine, plan.tasks) if informative else None
+        mc, short = judgeable_formats(baseline.tasks, plan.tasks) if plan.judgeable_only else (True, True)
+        quality.tasks = run_tasks(engine, plan.tasks, short=short) if (mc or short) else None
     quality.seconds = time.perf_counter() - started
     return quality

@@ -42,7 +42,8 @@ class TaskResult:
         return cls(**{k: tuple(v) for k, v in data.items()})
 
 
-def run_tasks(engine: Engine, items: list[TaskItem]) -> TaskResult:
+def run_tasks(engine: Engine, items: list[TaskItem], *, short: bool = True) -> TaskResult:
+    """Both formats; ``short=False`` leaves the short answers out (empty), where they could not be judged."""
     requests = [mc_request(engine, item.mc_context, choice) for item in items for choice in item.choices]
     scored = iter(engine.score(requests, top_k=1))
     choice, choice_norm = [], []
@@ -50,14 +51,14 @@ def run_tasks(engine: Engine, items: list[TaskItem]) -> TaskResult:
         sums = [sum(p.target_logprob for p in next(scored)) for _ in item.choices]
         choice.append(pick_choice(sums))
         choice_norm.append(pick_choice(sums, item.choices, normalize=True))
-    answers = engine.chat([item.prompt for item in items], SHORT_ANSWER).texts
+    answers = engine.chat([item.prompt for item in items], SHORT_ANSWER).texts if short else []
     return TaskResult(
         item_ids=tuple(item.id for item in items),
         choice=tuple(choice),
         choice_norm=tuple(choice_norm),
         mc_correct=tuple(c == item.answer_index for c, item in zip(choice, items, strict=True)),
         answers=tuple(answers),
-        short_correct=tuple(check_short_answer(a, item.answers) for a, item in zip(answers, items, strict=True)),
+        short_correct=tuple(check_short_answer(a, item.answers) for a, item in zip(answers, items, strict=False)),
         n_choices=tuple(len(item.choices) for item in items),
     )
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from compress.core.accuracy import Recovery, above_chance, accuracy, chance_accuracy, recovery
+from compress.core.accuracy import MAX_RECOVERY_SE, Recovery, above_chance, accuracy, chance_accuracy, recovery
 from compress.core.fidelity import FidelitySummary, PromptFidelity, summarize
 from compress.core.prompts import Prompt
 from compress.core.similarity import OutputComparison, is_non_empty
@@ -219,11 +219,6 @@ class TaskVerdict:
     note: str | None = None
 
 
-MAX_RECOVERY_SE = 0.08
-"""A format whose recovery has a larger standard error is reported, not judged: two SEs would span a floor's
-whole margin (on 254 items the short answers of a 135M model, 12 % right, gave +-0.15)."""
-
-
 def task_verdicts(base: TaskResult, mine: TaskResult, items: list[TaskItem]) -> list[TaskVerdict]:
     """Multiple choice and short answer. A format is judged only where it can say something: the baseline
     clearly above guessing (accuracy minus two standard errors above chance) and the recovery measured to
@@ -236,6 +231,11 @@ def task_verdicts(base: TaskResult, mine: TaskResult, items: list[TaskItem]) -> 
         ("short answer", base.short_correct, mine.short_correct, 0.0),
     ):
         acc = accuracy(b)
+        if not v:
+            note = (f"{label}: not measured for variants, the baseline's accuracy {acc.acc:.3f} ({acc.correct}/"
+                    f"{acc.n}) cannot support a recovery to +-{MAX_RECOVERY_SE}")  # fmt: skip
+            verdicts.append(TaskVerdict(label, None, note))
+            continue
         if not above_chance(b, floor):
             note = (f"{label}: not judged, the baseline's accuracy {acc.acc:.3f} ({acc.correct}/{acc.n}, SE "
                     f"{acc.se:.3f}) is not clearly above chance ({floor:.2f})")  # fmt: skip

@@ -141,6 +141,7 @@ def gate_session(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
         fidelity="fidelity" in wanted,
         fidelity_sets={"fidelity": setup.fidelity_prompts} if "fidelity" in wanted else {},
         tasks=setup.tasks if "tasks" in wanted else [],
+        judgeable_only=True,
     )
     session = GateSession(
         setup,

@@ -155,13 +155,13 @@ def task_info(items_n: int, mine: TaskResult, base: TaskResult | None, chance: f
         "n_items": items_n,
         "mc_accuracy": mc.acc,
         "mc_accuracy_se": mc.se,
-        "short_accuracy": short.acc,
-        "short_accuracy_se": short.se,
+        "short_accuracy": short.acc if mine.short_correct else None,
+        "short_accuracy_se": short.se if mine.short_correct else None,
         "chance": chance,
     }
     if base is not None:
         for key, b, v in (("mc", base.mc_correct, mine.mc_correct), ("short", base.short_correct, mine.short_correct)):
-            if any(b):
+            if any(b) and len(v) == len(b):
                 r = recovery(b, v)
                 info[f"{key}_recovery"], info[f"{key}_recovery_se"] = r.ratio, r.se
     return TaskInfo(**info)

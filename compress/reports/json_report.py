@@ -113,8 +113,9 @@ class TaskInfo(_Strict):
     n_items: int
     mc_accuracy: float
     mc_accuracy_se: float
-    short_accuracy: float
-    short_accuracy_se: float
+    short_accuracy: float | None = None
+    """None: not measured (a variant, where the baseline's short answers could not support a recovery)."""
+    short_accuracy_se: float | None = None
     mc_recovery: float | None = None
     mc_recovery_se: float | None = None
     short_recovery: float | None = None

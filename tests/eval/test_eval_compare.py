@@ -20,6 +20,7 @@ from compress.reports import CompareReport
 
 # Small enough to keep the three loads the bulk of the time; the fixed prompts are the default.
 MAX_TOKENS = 16
+TASKS = Path(__file__).resolve().parents[2] / "compress/data/tasks/checkable_qa.jsonl"
 TIMING_ARGS = ["--warmup", "1", "--repeats", "2", "--max-tokens", str(MAX_TOKENS)]
 
 
@@ -34,8 +35,14 @@ def compare_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
         zero_final_norm(base, root / "zero-norm"),
     ]
     report_file = tmp_path_factory.mktemp("reports") / "eval_compare.json"
+    # small quality sets: the fields and the second plot are what is pinned here, not SmolLM2's figures
+    fidelity = root / "fidelity.txt"
+    fidelity.write_text("Name a fruit that is yellow.\nWhat do bees make?\n", encoding="utf-8")
+    tasks = root / "tasks.jsonl"
+    tasks.write_text("".join(line + "\n" for line in TASKS.read_text(encoding="utf-8").splitlines()[:8]))
     args = ["eval-compare", "--baseline-model", str(base), "--candidate-models", *map(str, candidates)]
-    code = main([*args, "--report-file", str(report_file), *TIMING_ARGS])
+    quality = ["--fidelity-prompts", str(fidelity), "--tasks-file", str(tasks)]
+    code = main([*args, "--report-file", str(report_file), *TIMING_ARGS, *quality])
     return {
         "code": code,
         "json": report_file,
@@ -47,14 +54,26 @@ def compare_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def test_writes_json_table_and_plot_beside_each_other(compare_run: dict) -> None:
     folder = compare_run["json"].parent
     assert sorted(p.name for p in folder.iterdir()) == [
+        "eval_compare-fidelity.png",
         "eval_compare.json",
         "eval_compare.md",
         "eval_compare.png",
     ]
+    assert (folder / "eval_compare-fidelity.png").read_bytes()[:4] == b"\x89PNG"
     assert (folder / "eval_compare.png").read_bytes()[:4] == b"\x89PNG"
     table = (folder / "eval_compare.md").read_text()
     for name in ("smollm2-135m-instruct (baseline)", "copy", "missing", "broken-weights", "zero-norm"):
         assert f"| {name} |" in table
+
+
+def test_candidates_carry_fidelity_and_task_figures(compare_run: dict) -> None:
+    models = compare_run["report"].models
+    copy, zero = models["copy"], models["zero-norm"]
+    assert copy.mean_kl == pytest.approx(0.0, abs=1e-6) and copy.top1_agreement == 1.0  # the same weights
+    assert zero.mean_kl is not None and zero.mean_kl > 1.0 and zero.top1_agreement < 0.2  # all logits 0
+    assert copy.fidelity["all"].n_prompts == 12  # the 10 fixed prompts and the 2 of the fidelity file
+    assert copy.tasks is not None and copy.tasks.n_items == 8 and copy.task_recovery == pytest.approx(1.0)
+    assert models["missing"].mean_kl is None  # a failed model has no figures, not zeros
 
 
 def test_exit_code_says_models_failed(compare_run: dict) -> None:

@@ -27,7 +27,7 @@ from compress.reports.json_report import CompareReport, Settings
 from compress.reports.table import markdown_table
 
 ITEMS = [TaskItem(f"q{i}", "en", "arithmetic", f"What is {i} + 1?", (str(i + 1), "0", "99", "7"), 0, (str(i + 1),))
-         for i in range(40)]  # fmt: skip
+         for i in range(200)]  # fmt: skip
 
 
 def _floors(tmp_path: Path, text: str = ""):
@@ -81,27 +81,36 @@ def _tasks(correct: list[bool], short: list[bool] | None = None) -> TaskResult:
     )  # fmt: skip
 
 
+def test_a_recovery_too_uncertain_for_a_floor_is_reported_not_judged() -> None:
+    few = ITEMS[:40]
+    base, worse = _tasks([True] * 36 + [False] * 4 + [True] * 160), _tasks([True] * 20 + [False] * 180)
+    cut = [TaskResult(**{k: v[:40] for k, v in r.__dict__.items()}) for r in (base, worse)]
+    verdict = task_verdicts(cut[0], cut[1], few)[0]
+    note = verdict.note or ""
+    assert verdict.recovery is None and "recovery 0.556 +- 0.084" in note and "SE > 0.08" in note
+
+
 def test_a_format_where_the_baseline_guesses_is_not_judged() -> None:
-    guessing = [i % 4 == 0 for i in range(40)]  # 0.25: chance on four choices
-    verdicts = task_verdicts(_tasks(guessing, [False] * 40), _tasks(guessing, [False] * 40), ITEMS)
+    guessing = [i % 4 == 0 for i in range(200)]  # 0.25: chance on four choices
+    verdicts = task_verdicts(_tasks(guessing, [False] * 200), _tasks(guessing, [False] * 200), ITEMS)
     assert [v.recovery for v in verdicts] == [None, None]
-    assert "multiple choice: not judged, the baseline's accuracy 0.250 (10/40" in (verdicts[0].note or "")
+    assert "multiple choice: not judged, the baseline's accuracy 0.250 (50/200" in (verdicts[0].note or "")
     assert "is not clearly above chance (0.25)" in (verdicts[0].note or "")
 
 
 def test_task_recovery_failure_names_the_format_the_ratio_and_items_lost(tmp_path: Path) -> None:
-    base = _tasks([True] * 36 + [False] * 4)
-    worse = _tasks([True] * 20 + [False] * 20)
+    base = _tasks([True] * 180 + [False] * 20)
+    worse = _tasks([True] * 100 + [False] * 100)
     verdicts = task_verdicts(base, worse, ITEMS)
-    assert verdicts[0].recovery is not None and verdicts[0].recovery.ratio == pytest.approx(20 / 36)
+    assert verdicts[0].recovery is not None and verdicts[0].recovery.ratio == pytest.approx(100 / 180)
     with pytest.raises(GateFailure) as err:
         check_task_accuracy(variant="v", baseline="base", verdicts=verdicts, items=ITEMS, mine=worse, base=base,
                             thresholds=_floors(tmp_path))  # fmt: skip
     text = str(err.value)
-    assert "multiple choice: accuracy 0.500 (20/40) vs base 0.900 (36/40), recovery 0.556 < min 0.850" in text
-    assert "short answer: accuracy 0.500 (20/40)" in text
-    assert "16 items lost, 0 gained; lost e.g. q20 '0', q21 '0'" in text  # the choice it picked instead
-    assert "short answer: 16 items lost, 0 gained; lost e.g. q20 'no idea'" in text
+    assert "multiple choice: accuracy 0.500 (100/200) vs base 0.900 (180/200), recovery 0.556 < min 0.750" in text
+    assert "short answer: accuracy 0.500 (100/200)" in text
+    assert "80 items lost, 0 gained; lost e.g. q100 '0', q101 '0'" in text  # the choice it picked instead
+    assert "short answer: 80 items lost, 0 gained; lost e.g. q100 'no idea'" in text
     check_task_accuracy(variant="v", baseline="base", verdicts=task_verdicts(base, base, ITEMS), items=ITEMS,
                         mine=base, base=base, thresholds=_floors(tmp_path))  # fmt: skip  # same answers pass
 
@@ -118,10 +127,10 @@ def test_new_floor_keys_validate_like_the_old_ones(tmp_path: Path) -> None:
 def _quality() -> tuple[Quality, Quality]:
     ref = Reference(("hello",), (ScoreRequest((1, 2), (3, 4)),),
                     ((TokenLogprobs(3, -0.1, {3: -0.1, 5: -2.5}), TokenLogprobs(4, -0.2, {4: -0.2})),))  # fmt: skip
-    base = Quality(references={"gate": ref}, tasks=_tasks([True] * 30 + [False] * 10), seconds=1.0)
+    base = Quality(references={"gate": ref}, tasks=_tasks([True] * 150 + [False] * 50), seconds=1.0)
     flip = Divergence(1, 4, 9, False, True)
     variant = Quality(fidelity={"gate": [_prompt("hello", [0.02, 0.4], [True, False], flip)]},
-                      tasks=_tasks([True] * 27 + [False] * 13), seconds=2.0)  # fmt: skip
+                      tasks=_tasks([True] * 135 + [False] * 65), seconds=2.0)  # fmt: skip
     return base, variant
 
 
@@ -148,7 +157,7 @@ def test_reports_carry_fidelity_and_task_fields_and_a_second_plot(tmp_path: Path
     v = report.models["v"]
     assert v.mean_kl == pytest.approx(0.21) and v.top1_agreement == 0.5 and v.fidelity["all"].truncated
     assert v.fidelity["gate"].first_divergences == {"hello": 1}
-    assert v.task_accuracy == pytest.approx(27 / 40) and v.task_recovery == pytest.approx(27 / 30)
+    assert v.task_accuracy == pytest.approx(135 / 200) and v.task_recovery == pytest.approx(135 / 150)
     assert report.models["base"].task_recovery is None and report.models["base"].tasks is not None
     table = markdown_table(report)
     assert "| mean KL | p99 KL | top-1 | task acc | recovery |" in table and "0.2100 ±" in table
@@ -181,3 +190,12 @@ def test_the_shipped_task_set_is_large_bilingual_and_checkable() -> None:
     assert len(items) >= 200 and {i.lang for i in items} == {"en", "ko"}
     assert all(i.choices[i.answer_index] == i.answers[0] for i in items)
     assert sum(i.lang == "ko" for i in items) >= 60 and not math.isnan(len(items))
+
+
+def test_variants_skip_a_format_the_baseline_cannot_support() -> None:
+    from compress.core.accuracy import supports_recovery
+
+    # SmolLM2-135M on the 254 items: multiple choice 117 right (judged), short answers 30 right (+-0.17: not)
+    assert supports_recovery([True] * 117 + [False] * 137, 0.25)
+    assert not supports_recovery([True] * 30 + [False] * 224, 0.0)
+    assert not supports_recovery([i % 4 == 0 for i in range(254)], 0.25)  # guessing

@@ -107,7 +107,9 @@ def test_similarity(
     baseline_run: ModelRun,
     thresholds: VariantThresholds,
 ) -> None:
-    """Each answer is at least min_similarity like the baseline's (rapidfuzz ratio, 0-1)."""
+    """Each answer is at least min_similarity like the baseline's (rapidfuzz ratio, 0-1), where a floor is set."""
+    if thresholds.floors.min_similarity <= 0.0:
+        pytest.skip(f"no similarity floor for {variant}: report only (README: quality verdicts)")
     i = _answer_index(gate_session, prompt)
     with verdict():
         check_similarity(

@@ -224,6 +224,7 @@ def test_companion_paths() -> None:
         "json": Path("reports/x/run.json"),
         "markdown": Path("reports/x/run.md"),
         "plot": Path("reports/x/run.png"),
+        "fidelity_plot": Path("reports/x/run-fidelity.png"),
     }
 
 

@@ -108,9 +108,9 @@ def _load_formats(tree: ast.AST) -> list[ast.expr]:
 def test_vllm_is_handed_safetensors_only() -> None:
     """The engine's default is safetensors, and every load_format written anywhere is one that reads no
     pickle; the only non-literal one is the engine's own parameter."""
-    from compress.engines.vllm_engine import VllmEngine
+    from compress.engines.vllm_engine import llm_kwargs
 
-    assert inspect.signature(VllmEngine).parameters["load_format"].default == "safetensors"
+    assert inspect.signature(llm_kwargs).parameters["load_format"].default == "safetensors"
     bad = []
     for file in SOURCES:
         for value in _load_formats(ast.parse(file.read_text(encoding="utf-8"))):
