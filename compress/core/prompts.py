@@ -54,13 +54,17 @@ def load_prompts(path: str | Path | None = None) -> list[Prompt]:
             "use [[prompt]] tables with id and text (TOML), a JSON list of strings or "
             "{id, text} objects, or one prompt per line (.txt)",
         ) from None
-    if not prompts:
-        raise CompressError(f"prompts file {file} holds no prompts", "add at least one non-empty prompt")
-    ids = [p.id for p in prompts]
+    check_entries(file, [p.id for p in prompts], kind="prompt")
+    return prompts
+
+
+def check_entries(file: Path, ids: list[str], *, kind: str) -> None:
+    """A data file holds at least one entry and no id twice (ids name test cases and report rows)."""
+    if not ids:
+        raise CompressError(f"{kind}s file {file} holds no {kind}s", f"add at least one non-empty {kind}")
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup:
-        raise CompressError(f"prompts file {file} repeats ids {dup}", "give every prompt a unique id")
-    return prompts
+        raise CompressError(f"{kind}s file {file} repeats ids {dup[:5]}", f"give every {kind} a unique id")
 
 
 def default_fidelity_prompts_file() -> Path:

@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 
 from compress.core.errors import CompressError
+from compress.core.prompts import check_entries
 
 TASKS_FILE = "tasks/checkable_qa.jsonl"
 INSTRUCTIONS = {"en": "Answer with one word or number.", "ko": "한 단어나 숫자로 답하세요."}
@@ -78,10 +79,5 @@ def load_tasks(path: str | Path | None = None) -> list[TaskItem]:
                 "each line is a JSON object with id, question, choices, answer_index and answers",
             ) from None
         items.append(item)
-    if not items:
-        raise CompressError(f"task file {file} holds no items", "add at least one item")
-    ids = [i.id for i in items]
-    dup = sorted({i for i in ids if ids.count(i) > 1})
-    if dup:
-        raise CompressError(f"task file {file} repeats ids {dup[:5]}", "give every item a unique id")
+    check_entries(file, [i.id for i in items], kind="task item")
     return items
