@@ -124,7 +124,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--pytest-args",
         dest="separation_pytest_args",
         default="",
-        help="extra arguments for the gate's pytest runs, one string (e.g. '--gate-enforce-eager' on a GPU)",
+        help="extra arguments for the gate's pytest runs, one string; write --pytest-args=--gate-enforce-eager "
+        "(with '=': a value that starts with '--' is otherwise read as an option)",
     )
     sep.set_defaults(run=run_separation)
     ov = sub.add_parser(
