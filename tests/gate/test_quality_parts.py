@@ -26,6 +26,7 @@ from compress.reports.compare import build_report
 from compress.reports.json_report import CompareReport, Settings
 from compress.reports.table import markdown_table
 
+REPO = Path(__file__).resolve().parents[2]
 ITEMS = [TaskItem(f"q{i}", "en", "arithmetic", f"What is {i} + 1?", (str(i + 1), "0", "99", "7"), 0, (str(i + 1),))
          for i in range(200)]  # fmt: skip
 
@@ -199,3 +200,40 @@ def test_variants_skip_a_format_the_baseline_cannot_support() -> None:
     assert supports_recovery([True] * 117 + [False] * 137, 0.25)
     assert not supports_recovery([True] * 30 + [False] * 224, 0.0)
     assert not supports_recovery([i % 4 == 0 for i in range(254)], 0.25)  # guessing
+
+
+def test_scored_prompts_and_tasks_are_kept_apart_from_what_variants_learn_from() -> None:
+    """The fidelity set, the held-out set and the task set share no text (not even a near copy: rapidfuzz ratio
+    75 or more) with the distillation and calibration prompts or the tiny model's training corpus, nor with each
+    other; otherwise the gate would measure memorisation."""
+    import tomllib
+
+    from rapidfuzz import fuzz
+
+    from compress.core.prompts import default_fidelity_prompts_file, heldout_prompts_file, load_prompts
+
+    data = REPO / "compress" / "data"
+    learned = [p.text for p in load_prompts(data / "distill_prompts.toml")]
+    learned += [p.text for p in load_prompts(data / "tiny_exaone4_prompts.toml")]
+    corpus = tomllib.loads((data / "tiny_exaone4_corpus.toml").read_text(encoding="utf-8"))
+    learned += [e["text"] for key in ("answer", "text") for e in corpus.get(key, [])]
+    scored = {
+        "gate": [p.text for p in load_prompts()],
+        "fidelity": [p.text for p in load_prompts(default_fidelity_prompts_file())],
+        "heldout": [p.text for p in load_prompts(heldout_prompts_file())],
+        "tasks": [i.question for i in load_tasks()],
+    }
+    assert len(scored["fidelity"]) >= 100 and len(scored["heldout"]) >= 30
+    close = [
+        (name, s, t)
+        for name, texts in scored.items()
+        if name != "gate"  # the gate's own prompts are checked against the training set elsewhere (test_distill)
+        for s in texts
+        for t in learned
+        if fuzz.ratio(s, t) >= 75
+    ]
+    names = list(scored)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            close += [(f"{a}~{b}", s, t) for s in scored[a] for t in scored[b] if fuzz.ratio(s, t) >= 75]
+    assert not close, close[:5]
