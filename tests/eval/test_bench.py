@@ -141,10 +141,11 @@ def test_overhead_on_cuda_mirrors_the_speed_rounds(models_dir: Path) -> None:
     assert len(spec["speed"]["prompts"]) == 12 and spec["speed"]["sampling"]["ignore_eos"] is True
     assert spec["speed"]["sampling"]["min_tokens"] == spec["speed"]["sampling"]["max_tokens"] == 64
     gpu = overhead.gate_command(settings, plan, models_dir)
-    assert gpu[4:6] == ["-m", "gpu"] and "-k" not in gpu  # on CUDA hosts every gate case is marked gpu
+    assert gpu[4:8] == ["-m", "gpu", "-k", "not test_fidelity and not test_task_accuracy"]  # work bare does not do
     assert gpu[gpu.index("--gate-speed-batch") + 1] == "12" and gpu[gpu.index("--gate-warmup") + 1] == "2"
     plain = overhead.resolve(replace(settings, speed=False), cuda=True)
-    assert overhead.gate_command(settings, plain, models_dir)[4:8] == ["-m", "gpu", "-k", "not test_speedup"]
+    expected = ["-m", "gpu", "-k", "not test_fidelity and not test_task_accuracy and not test_speedup"]
+    assert overhead.gate_command(settings, plain, models_dir)[4:8] == expected
     with pytest.raises(CompressError, match="--speed needs CUDA"):
         overhead.resolve(replace(settings, speed=True), cuda=False)
 
