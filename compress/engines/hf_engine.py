@@ -17,6 +17,20 @@ SCORE_BATCH = 8
 """Sequences per forward pass when scoring: a batch's logits are batch x length x vocab floats."""
 
 
+def top_positions(logprobs, request: ScoreRequest, top_k: int) -> list[TokenLogprobs]:
+    """A sequence's full log-probabilities (positions x vocab) as what ``score`` returns: per continuation
+    token, its own logprob and the top-k."""
+    import torch
+
+    targets = torch.tensor(request.continuation, device=logprobs.device)
+    picked = logprobs.gather(1, targets[:, None])[:, 0].tolist()
+    values, indices = logprobs.topk(top_k, dim=-1)
+    return [
+        TokenLogprobs(target=t, target_logprob=lp, top=dict(zip(ix, vs, strict=True)))
+        for t, lp, ix, vs in zip(request.continuation, picked, indices.tolist(), values.tolist(), strict=True)
+    ]
+
+
 class HfEngine:
     """One HF model, loaded once in ``__init__`` (timed), freed by ``close``."""
 
@@ -116,23 +130,12 @@ class HfEngine:
 
     def score(self, requests: list[ScoreRequest], top_k: int) -> list[list[TokenLogprobs]]:
         """Right-padded batches (positions start at 0 for every row, so no shift), float32 log-softmax."""
-        import torch
 
         scored: list[list[TokenLogprobs]] = []
         for start in range(0, len(requests), SCORE_BATCH):
             chunk = requests[start : start + SCORE_BATCH]
             for request, logprobs in zip(chunk, self._batch_logprobs(chunk), strict=True):
-                targets = torch.tensor(request.continuation, device=logprobs.device)
-                picked = logprobs.gather(1, targets[:, None])[:, 0].tolist()
-                values, indices = logprobs.topk(top_k, dim=-1)
-                scored.append(
-                    [
-                        TokenLogprobs(target=t, target_logprob=lp, top=dict(zip(ix, vs, strict=True)))
-                        for t, lp, ix, vs in zip(
-                            request.continuation, picked, indices.tolist(), values.tolist(), strict=True
-                        )
-                    ]
-                )
+                scored.append(top_positions(logprobs, request, top_k))
         return scored
 
     def full_logprobs(self, request: ScoreRequest):

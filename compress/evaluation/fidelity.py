@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, replace
 
 from compress.core.fidelity import Divergence, PromptFidelity, TokenLogprobs, score_prompt
 from compress.engines.base import Engine, Generation, ScoreRequest
+from compress.engines.hf_engine import top_positions
 
 TOP_K = 20
 """Distribution entries kept per position (vLLM's default ``max_logprobs``)."""
@@ -80,20 +81,9 @@ def exact_fidelity(base: object, variant: object, reference: Reference) -> list[
         lb = base.full_logprobs(request)  # type: ignore[attr-defined]
         lv = variant.full_logprobs(request)  # type: ignore[attr-defined]
         kl = (lb.exp() * (lb - lv)).sum(-1).clamp_min(0.0).tolist()
-        tops = [_top(lb, request), _top(lv, request)]
-        approx = score_prompt(pid, tops[0], tops[1])
+        approx = score_prompt(pid, top_positions(lb, request, 5), top_positions(lv, request, 5))
         results.append(replace(approx, kl=tuple(kl), truncated=False))
     return results
-
-
-def _top(logprobs, request: ScoreRequest, k: int = 5) -> list[TokenLogprobs]:
-    values, indices = logprobs.topk(k, dim=-1)
-    targets = list(request.continuation)
-    picked = [float(logprobs[i, t]) for i, t in enumerate(targets)]
-    return [
-        TokenLogprobs(t, lp, dict(zip(ix, vs, strict=True)))
-        for t, lp, ix, vs in zip(targets, picked, indices.tolist(), values.tolist(), strict=True)
-    ]
 
 
 def prompt_fidelity_to_dict(item: PromptFidelity) -> dict:
