@@ -23,12 +23,15 @@ import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from dataclasses import asdict
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from compress.core.errors import CompressError
+from compress.core.prompts import default_fidelity_prompts_file, load_prompts
+from compress.core.tasks import default_tasks_file
 from compress.local_models.broken import link_copy, zero_final_norm
 from compress.local_models.registry import local_model
 
@@ -46,6 +49,7 @@ speedup = 0.5          # good: a copy of the baseline, ~1.0x on a quiet CPU
 [gates.selfcheck.variants.slow]
 speedup = 0.8          # slow: three times the layers, ~0.35x
 """
+SMALL_FIDELITY, SMALL_TASKS = 8, 24
 Results = dict[str, tuple[str, str]]
 FirstRun = tuple[subprocess.CompletedProcess, Results]
 VLLM_ENV = {
@@ -106,6 +110,15 @@ def make_slow_variant(src: Path, dest: Path, times: int = 3) -> Path:
     return dest
 
 
+def write_small_quality_sets(tmp: Path) -> None:
+    """The first prompts of the fidelity set and items of the task set: the self-check pins verdicts and
+    messages, not statistics, and the full sets cost a minute here (README "Quality verdicts" has those)."""
+    fidelity = load_prompts(default_fidelity_prompts_file())[:SMALL_FIDELITY]
+    (tmp / "fidelity.json").write_text(json.dumps([asdict(p) for p in fidelity]), encoding="utf-8")
+    lines = default_tasks_file().read_text(encoding="utf-8").splitlines()
+    (tmp / "tasks.jsonl").write_text("\n".join(lines[:SMALL_TASKS]) + "\n", encoding="utf-8")
+
+
 # --- running the gate -----------------------------------------------------------------------------------
 
 
@@ -122,6 +135,7 @@ def run_gate(tmp: Path, *args: str) -> subprocess.CompletedProcess:
         "--gate-models-dir", str(tmp / "models"), "--gate-name", GATE, "--gate-engine", "vllm",
         "--gate-thresholds", str(tmp / "thresholds.toml"), "--gate-golden-dir", str(tmp / "golden"),
         "--gate-report", str(tmp / "reports" / f"{GATE}.json"),
+        "--gate-fidelity-prompts", str(tmp / "fidelity.json"), "--gate-tasks-file", str(tmp / "tasks.jsonl"),
         *args,
     ]  # fmt: skip
     n = len(list(tmp.glob("run*.log"))) + 1
@@ -164,6 +178,7 @@ def selfcheck(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     make_nochat_variant(source, models / "nochat")
     make_slow_variant(source, models / "slow")
     (tmp / "thresholds.toml").write_text(THRESHOLDS, encoding="utf-8")
+    write_small_quality_sets(tmp)
     (tmp / "reports").mkdir()
     yield tmp
 
