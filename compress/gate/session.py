@@ -29,7 +29,7 @@ from compress.core.similarity import OutputComparison, compare_outputs
 from compress.engines import open_engine
 from compress.engines.base import Engine
 from compress.evaluation.quality import Quality, QualityPlan, measure_baseline, measure_variant
-from compress.evaluation.run import ModelRun, run_from_dict, run_model, run_to_dict
+from compress.evaluation.run import ModelRun, provenance_of, run_from_dict, run_model, run_to_dict
 from compress.evaluation.speed import SpeedRounds, SpeedWorkload, interleaved_rounds
 from compress.evaluation.timing import Timing, measure
 from compress.gate.options import GateSetup
@@ -248,7 +248,8 @@ class GateSession:
     def _reference_run(self) -> ModelRun:
         """The baseline's answers from the resident reference engine (when speed cases run)."""
         cfg = self.config
-        run = ModelRun(name=cfg.baseline, model_dir=str(cfg.folder(cfg.baseline)))
+        folder = cfg.folder(cfg.baseline)
+        run = ModelRun(name=cfg.baseline, model_dir=str(folder), provenance=provenance_of(folder))
         engine = self._reference_engine()
         if engine is None:
             run.status, run.error = "failed", "; ".join(self._reference_errors.values())
