@@ -15,10 +15,12 @@ from compress.core.errors import CompressError, EmptyOutputError
 
 COMMANDS = {
     "make-models": "compress.cli.make_models",
+    "init": "compress.cli.init_recipe",
     "build": "compress.cli.build",
     "verify": "compress.cli.verify",
     "eval-compare": "compress.cli.eval_compare",
     "bench": "compress.cli.bench",
+    "report": "compress.cli.report",
 }
 
 

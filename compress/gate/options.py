@@ -64,6 +64,9 @@ class GateConfig:
     """Sequences per timed round (the prompts cycled); None: each prompt once."""
     gpu_memory_utilization: float | None = None
     """vLLM's share of a GPU per engine; None: vLLM's default, or 0.28 each when engines share it for timing."""
+    baseline_cache: Path | None = None
+    """Where the baseline's answers and quality references are kept between gate runs (None: only between the
+    xdist workers of one run)."""
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
 
     @property
@@ -172,6 +175,9 @@ OPTIONS: tuple[GateOption, ...] = (
     GateOption("--gate-allow-empty", "allow_empty", "let a run that gates nothing pass (no --gate-models-dir, or "
                "a models folder holding only the baseline); without it such a run is an error", default=False,
                switch=True),
+    GateOption("--gate-baseline-cache", "baseline_cache", "keep the baseline's answers and quality references "
+               "in DIR, keyed by its folder's content and everything else that decides them: gate runs over "
+               "disjoint variant lists (CI jobs, lanes) then measure the baseline once", metavar="DIR"),
     GateOption("--gate-speed-on-cpu", "speed_on_cpu", "run the speed floors without CUDA (the gate's "
                "self-check only: shared-CPU timings are noise)", default=False, switch=True, old="--speed-on-cpu"),
 )  # fmt: skip
@@ -222,6 +228,7 @@ def resolve_gate(*, rootdir: Path, **values: Any) -> GateSetup:
         repeats=v["repeats"],
         speed_batch=v["speed_batch"],
         gpu_memory_utilization=v["gpu_memory_utilization"],
+        baseline_cache=Path(v["baseline_cache"]).expanduser().resolve() if v["baseline_cache"] else None,
     )
     variants = v["variants"]
     try:

@@ -151,7 +151,7 @@ def gate_session(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
             pytest.fail(NOTHING_TO_GATE, pytrace=False)
         pytest.skip(cases.SKIP_NO_GATE)
     worker = getattr(config, "workerinput", {}).get("workerid")
-    shared = tmp_path_factory.getbasetemp().parent if worker else None
+    shared = setup.config.baseline_cache or (tmp_path_factory.getbasetemp().parent if worker else None)
     measure_speed = config.stash.get(cases.MEASURE_SPEED, False)
     wanted = config.stash.get(cases.MEASURE_QUALITY, frozenset())
     quality = QualityPlan(

@@ -3,7 +3,10 @@
 ``run_model`` loads a folder, generates and frees the engine before returning, so the cache holds plain data
 only. Under pytest-xdist every worker needs the baseline's answers: the first worker to ask generates them and
 leaves them in the session's shared temp folder (behind a file lock, the pattern from the pytest-xdist docs);
-the others read that file.
+the others read that file. ``--gate-baseline-cache DIR`` keeps that file between runs: gate runs over disjoint
+variant lists (CI jobs on several runners, or lanes of one CI job) measure the baseline once. Its name is a
+digest of everything that decides the baseline's answers and references, the folder's content and the engine's
+versions included, so a rebuilt baseline or another vLLM is measured afresh.
 
 When speed cases run (compress/evaluation/speed.py says why they are measured this way), the baseline stays
 loaded in each worker as the timing reference (on a GPU with its own share: ``gpu_memory_utilization``), and
@@ -25,6 +28,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from compress.core.atomicio import write_text_atomic
+from compress.core.provenance import package_versions
 from compress.core.similarity import OutputComparison, compare_outputs
 from compress.engines import open_engine
 from compress.engines.base import Engine
@@ -32,6 +36,7 @@ from compress.evaluation.quality import Quality, QualityPlan, measure_baseline, 
 from compress.evaluation.run import ModelRun, provenance_of, run_from_dict, run_model, run_to_dict
 from compress.evaluation.speed import SpeedRounds, SpeedWorkload, interleaved_rounds
 from compress.evaluation.timing import Timing, measure
+from compress.folders.manifest import folder_digest
 from compress.gate.options import GateSetup
 
 log = logging.getLogger(__name__)
@@ -268,21 +273,27 @@ class GateSession:
         from filelock import FileLock
 
         assert self.shared_dir is not None
+        self.shared_dir.mkdir(parents=True, exist_ok=True)
         cache = self.shared_dir / f"gate-baseline-{self._cache_key()}.json"
         with FileLock(str(cache) + ".lock"):
             if cache.is_file():
                 log.info("gate %s: baseline answers from %s", self.config.name, cache)
                 return run_from_dict(json.loads(cache.read_text(encoding="utf-8")))
             run = self._generate(self.config.baseline)
-            write_text_atomic(cache, json.dumps(run_to_dict(run)))
+            if run.status == "ok" and not (run.quality and run.quality.error):
+                write_text_atomic(cache, json.dumps(run_to_dict(run)))  # a failure is measured again next time
             return run
 
     def _cache_key(self) -> str:
         """Everything that decides the baseline's answers and timings: another gate in the same session
-        (another models dir, prompts, engine) must not read this one's file."""
+        (another models dir, prompts, engine), a rebuilt baseline or another engine version must not read
+        this one's file."""
         cfg = self.config
+        versions = package_versions()
         parts = [
             str(cfg.folder(cfg.baseline)),
+            folder_digest(cfg.folder(cfg.baseline)),
+            json.dumps(versions, sort_keys=True),
             cfg.engine,
             str(cfg.dtype),
             str(cfg.tensor_parallel_size),

@@ -192,7 +192,9 @@ def folder_changed(expected: dict, received: dict, *, variant: str, key: str, pa
     says what the folder was built from then and now, which step parameters differ, and how many answers
     moved. A golden without provenance is None here (compared by its answers: :data:`PREDATES_PROVENANCE`)."""
     then, now = folder_of(expected), folder_of(received)
-    if then is None or now is None or then.weights_sha256 == now.weights_sha256:
+    if then is None or now is None or None in (then.weights_sha256, now.weights_sha256):
+        return None  # unknown on one side (an old golden, a folder or cached run without it): answers decide
+    if then.weights_sha256 == now.weights_sha256:
         return None
     old, new = expected.get("outputs") or {}, received.get("outputs") or {}
     moved = sum(1 for k in new if (old.get(k) or {}).get("answer") != new[k].get("answer"))

@@ -492,3 +492,36 @@ def test_speed_rounds_refuse_engines_at_different_dtypes() -> None:
 
 def _floor(tmp_path: Path, speedup: float, variant: str):
     return _thresholds(tmp_path, f"[gates.g.variants.{variant}]\nspeedup = {speedup}\n").for_variant("g", variant)
+
+
+def test_the_baseline_cache_serves_later_runs_until_the_baseline_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import compress.evaluation.run as run_module
+    import compress.gate.session as session_module
+
+    monkeypatch.setattr(run_module, "open_engine", _FakeEngine)
+    monkeypatch.setattr(session_module, "open_engine", _FakeEngine)
+    _FakeEngine.slowness = {"base": 1.0, "good": 1.0, "slow": 1.3}
+    for name in ("base", "good", "slow"):
+        (tmp_path / "m" / name).mkdir(parents=True)
+        (tmp_path / "m" / name / "model.safetensors").write_bytes(b"weights of " + name.encode())
+    cache = tmp_path / "cache"
+
+    def gate_over(variants: str) -> GateSession:
+        setup = resolve_gate(
+            models_dir=str(tmp_path / "m"), variants=variants, baseline_cache=str(cache), rootdir=REPO
+        )
+        return GateSession(setup, measure_speed=False, shared_dir=setup.config.baseline_cache)
+
+    first = gate_over("good")
+    first.baseline(), first.run("good")
+    assert [x["variant"] for x in first.loads] == ["base", "good"] and len(list(cache.glob("*.json"))) == 1
+    second = gate_over("slow")  # another job of the same release: the baseline comes from the cache
+    assert second.baseline().texts == first.baseline().texts
+    second.run("slow")
+    assert [x["variant"] for x in second.loads] == ["slow"]
+    (tmp_path / "m" / "base" / "model.safetensors").write_bytes(b"rebuilt")  # a rebuilt baseline: measured again
+    third = gate_over("slow")
+    third.baseline()
+    assert [x["variant"] for x in third.loads] == ["base"] and len(list(cache.glob("*.json"))) == 2

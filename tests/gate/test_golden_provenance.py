@@ -111,6 +111,8 @@ def test_a_golden_older_than_provenance_is_compared_by_its_answers(ext: GoldenJS
     today = _record(FOLDER, CPU)
     assert folder_of(old) is None and folder_changed(old, today, variant="v", key="k", path=tmp_path) is None
     assert _matches(ext, today, old)
+    unknown_now = _record(FolderProvenance(weights_sha256=None), CPU)  # e.g. a baseline cached without it
+    assert folder_changed(today, unknown_now, variant="v", key="k", path=tmp_path) is None
     GoldenJSONExtension.updating = True  # --snapshot-update adds the provenance it lacks ...
     assert not _matches(ext, today, old)
     assert _matches(ext, _record(FOLDER, H200), today)  # ... but rewrites nothing for another machine alone

@@ -32,13 +32,17 @@ def _run(name: str) -> ModelRun:
     )  # fmt: skip
 
 
-def _report(verdicts: dict[str, CaseVerdicts], speedups: dict[str, float] | None = None) -> CompareReport:
-    report = build_report(_run("base"), [_run(n) for n in ("l29", "awq", "l29-awq")], PROMPTS, SamplingConfig(),
-                          SETTINGS)  # fmt: skip
+def _report(
+    verdicts: dict[str, CaseVerdicts],
+    speedups: dict[str, float] | None = None,
+    variants: tuple[str, ...] = ("l29", "awq", "l29-awq"),
+) -> CompareReport:
+    report = build_report(_run("base"), [_run(n) for n in variants], PROMPTS, SamplingConfig(), SETTINGS)
     for name, speedup in (speedups or {}).items():  # what the gate's speed rounds measured
         report.models[name] = report.models[name].model_copy(update={"speedup": speedup})
     for name, kl in (("l29", 0.13), ("awq", 0.12), ("l29-awq", 0.2)):
-        report.models[name] = report.models[name].model_copy(update={"mean_kl": kl, "top1_agreement": 0.8})
+        if name in report.models:
+            report.models[name] = report.models[name].model_copy(update={"mean_kl": kl, "top1_agreement": 0.8})
     return with_case_verdicts(report, verdicts)
 
 
@@ -118,3 +122,15 @@ def test_the_markdown_report_names_the_variant_and_ranks_the_rest(tmp_path) -> N
 def test_every_model_of_a_report_carries_its_folder_provenance(name: str) -> None:
     model = _report({}).models[name]
     assert model.provenance is not None and model.provenance.weights_sha256 == name * 8
+
+
+def test_a_merged_report_names_the_variant_to_ship_over_every_runners_variants() -> None:
+    from compress.reports.merge import merge_reports
+
+    verdicts = {"l29": _passed(), "awq": _passed(), "l29-awq": _passed()}
+    first = _report(verdicts, variants=("l29",))
+    second = _report(verdicts, variants=("awq", "l29-awq"))
+    assert first.recommendation is not None and first.recommendation.variant == "l29"  # its own runner's only
+    merged = merge_reports([("a.json", first), ("b.json", second)])
+    assert merged.recommendation is not None and merged.recommendation.variant == "l29-awq"
+    assert [r.name for r in merged.recommendation.ranking] == ["l29-awq", "awq", "l29"]
