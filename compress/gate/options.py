@@ -129,7 +129,8 @@ class GateOption:
 
 OPTIONS: tuple[GateOption, ...] = (
     GateOption("--gate-models-dir", "models_dir", "folder holding one folder per variant (e.g. "
-               "$EXAONE_COMPRESSION_HOME/models/tiny-exaone4); without it the release gate is skipped",
+               "$EXAONE_COMPRESSION_HOME/models/tiny-exaone4); without it a run of only gate cases is an error "
+               "(--gate-allow-empty), and gate cases beside other tests skip",
                metavar="DIR", old="--models-dir"),
     GateOption("--gate-baseline", "baseline", f"the variant the others are compared with (default: {BASELINE})",
                default=BASELINE, metavar="NAME", old="--baseline"),
