@@ -170,6 +170,8 @@ def gate_command(settings: OverheadSettings, plan: Plan, tmp: Path) -> list[str]
         "--gate-repeats",
         str(plan.repeats),
     ]
+    if not plan.names[1:]:
+        cmd += ["--gate-allow-empty"]  # the baseline alone: its own cases are what is measured
     if settings.speed_batch is not None:
         cmd += ["--gate-speed-batch", str(settings.speed_batch)]
     if settings.gpu_memory_utilization is not None:

@@ -27,8 +27,8 @@ from compress.core.atomicio import check_writable_file
 from compress.core.errors import CompressError, EmptyOutputError
 from compress.core.similarity import is_non_empty
 from compress.engines import SamplingConfig
-from compress.evaluation.run import ModelRun, run_model
-from compress.reports.compare import engine_info
+from compress.evaluation.run import ModelRun, provenance_of, run_model
+from compress.reports.compare import engine_info, folder_info
 from compress.reports.json_report import (
     SamplingInfo,
     TimingInfo,
@@ -70,6 +70,7 @@ def build_verify_report(
         "sampling": SamplingInfo(**asdict(sampling)),
         "host": host_info(),
         "engine": engine_info(run),
+        "provenance": folder_info(run),
         "load_seconds": run.load_seconds,
         "status": "failed",
         "error": run.error,
@@ -124,7 +125,10 @@ def run(args: argparse.Namespace) -> int:
     except Exception as exc:  # the report records any failure; the CLI turns it into one line
         error = exc
         message = str(exc) if isinstance(exc, CompressError) else f"{type(exc).__name__}: {exc}"
-        result = ModelRun(name=Path(model_dir).name, model_dir=model_dir, status="failed", error=message)
+        result = ModelRun(
+            name=Path(model_dir).name, model_dir=model_dir, status="failed", error=message,
+            provenance=provenance_of(model_dir),
+        )  # fmt: skip
     report = build_verify_report(model_dir, args.prompt, sampling, result, args.warmup)
     if report_file is not None:
         write_json(report, report_file)

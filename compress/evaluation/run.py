@@ -15,6 +15,7 @@ from compress.engines.base import Engine
 from compress.evaluation.quality import Quality
 from compress.evaluation.speed import SpeedRounds
 from compress.evaluation.timing import Timing, measure
+from compress.folders.provenance import folder_provenance
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,9 @@ class ModelRun:
     engines were resident, else this model's own rounds, paired later."""
     quality: Quality | None = None
     """Fidelity to the baseline and task accuracy, when they were measured (compress.evaluation.quality)."""
+    provenance: dict | None = None
+    """The folder's weights hash and build record (compress.folders.provenance.FolderProvenance.to_dict);
+    None when the folder could not be read."""
 
     @property
     def ok(self) -> bool:
@@ -67,7 +71,7 @@ def run_model(
 
     ``while_loaded(engine, run)`` runs after the answers, before the engine closes (the gate's speed
     rounds), so a model is never loaded twice. ``engine_kwargs`` go to vLLM (e.g. gpu_memory_utilization)."""
-    run = ModelRun(name=name, model_dir=str(model_dir))
+    run = ModelRun(name=name, model_dir=str(model_dir), provenance=provenance_of(model_dir))
     try:
         with open_engine(
             model_dir,
@@ -93,6 +97,21 @@ def run_model(
     return run
 
 
+def provenance_of(model_dir: str | Path) -> dict | None:
+    """:func:`compress.folders.provenance.folder_provenance` as data, logging the one-line warning of a folder
+    without a manifest; None (never an error) when the folder cannot be read: the load reports that."""
+    try:
+        found = folder_provenance(model_dir)
+    except OSError as exc:
+        log.warning("%s: provenance not recorded: %s", model_dir, exc)
+        return None
+    if found is None:
+        return None
+    if found.warning:
+        log.warning("%s: %s", model_dir, found.warning)
+    return found.to_dict()
+
+
 def run_to_dict(run: ModelRun) -> dict:
     """A ModelRun as JSON-ready data (for the xdist baseline file and the controller's report)."""
     return {
@@ -112,6 +131,7 @@ def run_to_dict(run: ModelRun) -> dict:
         "timing": None if run.timing is None else {"runs": run.timing.runs, "output_tokens": run.timing.output_tokens},
         "speed": run.speed.to_dict() if isinstance(run.speed, SpeedRounds) else run.speed,
         "quality": None if run.quality is None else run.quality.to_dict(),
+        "provenance": run.provenance,
     }
 
 
@@ -136,6 +156,7 @@ def run_from_dict(data: dict) -> ModelRun:
         timing=None if timing is None else Timing(runs=list(timing["runs"]), output_tokens=timing["output_tokens"]),
         speed=SpeedRounds.from_dict(speed) if isinstance(speed, dict) else speed,
         quality=Quality.from_dict(data["quality"]) if data.get("quality") else None,
+        provenance=data.get("provenance"),
     )
 
 

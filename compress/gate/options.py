@@ -87,6 +87,8 @@ class GateSetup:
     tasks: list[TaskItem] = field(default_factory=list)
     thresholds: Thresholds | None = None
     problem: str | None = None
+    allow_empty: bool = False
+    """--gate-allow-empty: a run that gates nothing passes instead of erroring (see :data:`NOTHING_TO_GATE`)."""
 
     @property
     def ready(self) -> bool:
@@ -127,7 +129,8 @@ class GateOption:
 
 OPTIONS: tuple[GateOption, ...] = (
     GateOption("--gate-models-dir", "models_dir", "folder holding one folder per variant (e.g. "
-               "$EXAONE_COMPRESSION_HOME/models/tiny-exaone4); without it the release gate is skipped",
+               "$EXAONE_COMPRESSION_HOME/models/tiny-exaone4); without it a run of only gate cases is an error "
+               "(--gate-allow-empty), and gate cases beside other tests skip",
                metavar="DIR", old="--models-dir"),
     GateOption("--gate-baseline", "baseline", f"the variant the others are compared with (default: {BASELINE})",
                default=BASELINE, metavar="NAME", old="--baseline"),
@@ -170,6 +173,9 @@ OPTIONS: tuple[GateOption, ...] = (
     GateOption("--gate-enforce-eager", "enforce_eager", "vLLM without torch.compile and CUDA graphs (starts in "
                "seconds instead of a minute on a GPU; decoding is slower, so never for speed floors)",
                default=False, switch=True),
+    GateOption("--gate-allow-empty", "allow_empty", "let a run that gates nothing pass (no --gate-models-dir, or "
+               "a models folder holding only the baseline); without it such a run is an error", default=False,
+               switch=True),
     GateOption("--gate-baseline-cache", "baseline_cache", "keep the baseline's answers and quality references "
                "in DIR, keyed by its folder's content and everything else that decides them: gate runs over "
                "disjoint variant lists (CI jobs, lanes) then measure the baseline once", metavar="DIR"),
@@ -177,6 +183,17 @@ OPTIONS: tuple[GateOption, ...] = (
                "self-check only: shared-CPU timings are noise)", default=False, switch=True, old="--speed-on-cpu"),
 )  # fmt: skip
 OPTION_DEFAULTS = {o.dest: o.default for o in OPTIONS}
+NOTHING_TO_GATE = str(
+    CompressError(
+        "release gate: nothing to gate: no --gate-models-dir was given, so every selected case would skip",
+        "pass --gate-models-dir=DIR (the folder holding the baseline and its variants), or --gate-allow-empty "
+        "to let such a run pass",
+    )
+)
+"""The error of a run that selected only release-gate cases but named no models folder (``pytest -m gpu`` or
+``pytest tests/gate/test_release_gate.py`` without ``--gate-models-dir``): an empty gate must not pass a release.
+A run that also selects other tests (the repo's own ``pytest tests/unit tests/eval tests/gate``) skips the gate's
+cases instead."""
 
 
 def resolve_gate(*, rootdir: Path, **values: Any) -> GateSetup:
@@ -187,7 +204,7 @@ def resolve_gate(*, rootdir: Path, **values: Any) -> GateSetup:
         raise TypeError(f"resolve_gate() got unknown options {unknown}")
     v = {**OPTION_DEFAULTS, **values}
     if not v["models_dir"]:
-        return GateSetup(config=None)
+        return GateSetup(config=None, allow_empty=v["allow_empty"])
     folder = Path(v["models_dir"]).expanduser().resolve()
     gate_name = v["name"] or folder.name
     report_file = v["report_file"]
@@ -218,19 +235,20 @@ def resolve_gate(*, rootdir: Path, **values: Any) -> GateSetup:
     try:
         if report_file:  # a folder the user named must exist; the default one is made
             check_writable_file(config.report_file)
-        config = _with_variants(config, split_list(variants))
+        config = _with_variants(config, split_list(variants), allow_empty=v["allow_empty"])
         prompts = load_prompts(config.prompts_file)
         fidelity_prompts = load_prompts(config.fidelity_prompts_file or default_fidelity_prompts_file())
         tasks = load_tasks(config.tasks_file)
         thresholds = load_thresholds(config.thresholds_file)
     except CompressError as err:
-        return GateSetup(config=config, problem=str(err))
+        return GateSetup(config=config, problem=str(err), allow_empty=v["allow_empty"])
     return GateSetup(
-        config=config, prompts=prompts, fidelity_prompts=fidelity_prompts, tasks=tasks, thresholds=thresholds
-    )
+        config=config, prompts=prompts, fidelity_prompts=fidelity_prompts, tasks=tasks, thresholds=thresholds,
+        allow_empty=v["allow_empty"],
+    )  # fmt: skip
 
 
-def _with_variants(config: GateConfig, asked: list[str]) -> GateConfig:
+def _with_variants(config: GateConfig, asked: list[str], *, allow_empty: bool = False) -> GateConfig:
     folder = config.models_dir
     if not folder.is_dir():
         raise CompressError(
@@ -251,4 +269,11 @@ def _with_variants(config: GateConfig, asked: list[str]) -> GateConfig:
                 f"pick from: {', '.join(found) or '(only the baseline)'}",
             )
         found = [v for v in dict.fromkeys(asked) if v != config.baseline]
+    if not found and not allow_empty:
+        raise CompressError(
+            f"release gate: nothing to gate: {folder} holds only the baseline {config.baseline!r}"
+            + (" (--gate-variants named no other)" if asked else ""),
+            "build the variants into it (python -m compress build RECIPE) or point --gate-models-dir at a built "
+            "matrix; --gate-allow-empty runs the baseline's own cases anyway",
+        )
     return replace(config, variants=tuple(found))

@@ -1,8 +1,8 @@
 """The release gate as a pytest plugin: its options, markers, fixtures and session hooks.
 
 The root conftest.py registers it (``pytest_plugins = ["compress.gate.plugin"]``); the cases are
-tests/gate/test_release_gate.py. Without ``--gate-models-dir`` the gate's cases are skipped and nothing here
-loads a model.
+tests/gate/test_release_gate.py. Without ``--gate-models-dir`` nothing here loads a model, and the gate's cases
+skip, unless they are all the run selected: a run that gates nothing errors (``NOTHING_TO_GATE``).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from syrupy.assertion import SnapshotAssertion
@@ -19,8 +19,9 @@ from compress.core.errors import CompressError
 from compress.engines.select import has_cuda
 from compress.evaluation.quality import QualityPlan
 from compress.evaluation.run import run_from_dict, run_to_dict
+from compress.folders.provenance import FolderProvenance
 from compress.gate import cases
-from compress.gate.options import OPTIONS, junit_file_for, resolve_gate
+from compress.gate.options import NOTHING_TO_GATE, OPTIONS, junit_file_for, resolve_gate
 from compress.gate.session import GateSession, pin_worker_gpus, share_cpu_threads
 from compress.gate.snapshot import GoldenJSONExtension
 
@@ -32,6 +33,10 @@ MARKERS = (
 SESSION = pytest.StashKey[GateSession]()
 WORKER_RUNS = pytest.StashKey[list]()
 SUMMARY = pytest.StashKey[tuple]()
+GATES_NOTHING = pytest.StashKey[bool]()
+"""True when the run selected only gate cases and there is no models folder: those cases error."""
+OUTCOMES = pytest.StashKey[dict]()
+"""nodeid -> (variant, case id, timed, passed|failed|error|skipped), from the reports (the controller's)."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -69,10 +74,13 @@ def pytest_configure(config: pytest.Config) -> None:
     setup = resolve_gate(rootdir=config.rootpath, **{o.dest: getattr(opt, f"gate_{o.dest}") for o in OPTIONS})
     config.stash[cases.SETUP] = setup
     config.stash[WORKER_RUNS] = []
+    config.stash[OUTCOMES] = {}
+    if getattr(config, "workerinput", None) is None:
+        config.pluginmanager.register(_Outcomes(config), "release-gate-outcomes")
     if setup.config is None:
         return
     cfg = setup.config
-    GoldenJSONExtension.configure(cfg.golden_dir, cfg.name)
+    GoldenJSONExtension.configure(cfg.golden_dir, cfg.name, updating=bool(opt.update_snapshots))
     # vLLM logs ~40 INFO and WARNING lines per engine to stdout; pytest shows them under captured failures.
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
     # torch.cuda.is_available() (gpu marker, engines) poisons fork: vLLM's engine process would then
@@ -104,6 +112,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         it
         for it in items
         if (it.get_closest_marker("gpu") or it.get_closest_marker("gate")) and not it.get_closest_marker("skip")
+        and not (setup.config is None and it.get_closest_marker("gate"))  # gate_session skips or errors those
     ]
     if not gpu_items:
         return  # no torch import (seconds) when nothing could need CUDA
@@ -120,6 +129,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
+    setup = session.config.stash[cases.SETUP]
+    items = session.items
+    session.config.stash[GATES_NOTHING] = (
+        setup.config is None and not setup.allow_empty and bool(items)
+        and all(it.get_closest_marker("gate") is not None for it in items)
+    )  # fmt: skip
     session.config.stash[cases.MEASURE_SPEED] = any(cases.needs_timing(it) for it in session.items)
     session.config.stash[cases.MEASURE_QUALITY] = frozenset(filter(None, (cases.measures(it) for it in session.items)))
 
@@ -132,6 +147,8 @@ def gate_session(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     if setup.problem is not None:
         pytest.fail(setup.problem, pytrace=False)
     if not setup.ready:
+        if config.stash.get(GATES_NOTHING, False):
+            pytest.fail(NOTHING_TO_GATE, pytrace=False)
         pytest.skip(cases.SKIP_NO_GATE)
     worker = getattr(config, "workerinput", {}).get("workerid")
     shared = setup.config.baseline_cache or (tmp_path_factory.getbasetemp().parent if worker else None)
@@ -153,6 +170,44 @@ def gate_session(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     config.stash[SESSION] = session
     yield session
     session.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """Tag a gate case's reports with its variant and case, for the verdicts behind the variant to ship. A plain
+    attribute: pytest-xdist carries it to the controller with the report."""
+    report = yield
+    marker = item.get_closest_marker("gate")
+    if marker is not None:
+        report.gate_case = {  # type: ignore[attr-defined]
+            "variant": cases.variant_of_item(item),
+            "case": item.nodeid.split("::", 1)[-1],
+            "timed": bool(marker.kwargs.get("timed")),
+        }
+    return report
+
+
+class _Outcomes:
+    """Each gate case's outcome, as the controller (or a plain run) receives its reports."""
+
+    RANK: ClassVar[dict[str, int]] = {"passed": 0, "skipped": 1, "failed": 2, "error": 2}
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        tag = getattr(report, "gate_case", None)
+        if not tag:
+            return
+        state = "passed"
+        if report.failed:
+            state = "failed" if report.when == "call" else "error"
+        elif report.skipped:
+            state = "skipped"
+        outcomes = self.config.stash[OUTCOMES]
+        old = outcomes.get(report.nodeid)
+        if old is None or self.RANK[state] > self.RANK[old[3]]:
+            outcomes[report.nodeid] = (tag["variant"], tag["case"], tag["timed"], state)
 
 
 @pytest.fixture
@@ -187,15 +242,26 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
             runs.setdefault(name, run if not isinstance(run, dict) else run_from_dict(run))
     if not runs:
         return
-    from compress.gate.report import write_gate_report
+    from compress.gate.report import case_verdicts, write_gate_report
 
     loads = [load for part in parts for load in part["loads"]]
+    verdicts = case_verdicts(config.stash.get(OUTCOMES, {}).values())
+    ship = None
     try:
-        written = str(write_gate_report(setup, runs, warmup=parts[0]["warmup"], repeats=parts[0]["repeats"]))
+        path, report = write_gate_report(
+            setup, runs, warmup=parts[0]["warmup"], repeats=parts[0]["repeats"], verdicts=verdicts
+        )
+        written = str(path)
+        ship = report.recommendation.line if report.recommendation else None
     except (CompressError, OSError, ValueError) as err:  # the verdicts stand; say the report is missing
         written = f"NOT WRITTEN: {err}"
         session.exitstatus = session.exitstatus or pytest.ExitCode.TESTS_FAILED
-    config.stash[SUMMARY] = (written, loads)
+    unbuilt = {
+        name: FolderProvenance.from_dict(run.provenance).warning
+        for name, run in runs.items()
+        if run.provenance and not run.provenance.get("manifest")
+    }
+    config.stash[SUMMARY] = (written, loads, ship, unbuilt)
 
 
 class _XdistHooks:
@@ -211,11 +277,17 @@ class _XdistHooks:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    setup = config.stash[cases.SETUP]
+    if setup.config is None:
+        empty = [o for o in config.stash.get(OUTCOMES, {}).values() if o[3] == "error"]
+        if empty:  # the cases said it already, once each; the reason once more, where the run ends
+            terminalreporter.write_sep("-", "release gate")
+            terminalreporter.write_line(NOTHING_TO_GATE)
+        return
     summary = config.stash.get(SUMMARY, None)
     if summary is None:
         return
-    path, loads = summary
-    setup = config.stash[cases.SETUP]
+    path, loads, ship, unbuilt = summary
     cfg = setup.config
     terminalreporter.write_sep("-", f"release gate {cfg.name}")
     terminalreporter.write_line(f"report: {path} (+ .md table, .png plot); junit: {config.option.xmlpath}")
@@ -223,6 +295,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
         "models loaded: "
         + ", ".join(f"{x['variant']} ({x['worker']}, {x['status']}{_again(x)}{_load(x)})" for x in loads)
     )
+    for name, warning in unbuilt.items():
+        terminalreporter.write_line(f"warning: {name}: {warning}", yellow=True)
+    if ship:
+        terminalreporter.write_line(ship, bold=True)
 
 
 def _load(load: dict) -> str:

@@ -28,15 +28,15 @@ from dataclasses import asdict
 from pathlib import Path
 
 from compress.core.atomicio import write_text_atomic
-from compress.core.similarity import OutputComparison, compare_outputs
 from compress.core.provenance import package_versions
+from compress.core.similarity import OutputComparison, compare_outputs
 from compress.engines import open_engine
 from compress.engines.base import Engine
-from compress.folders.manifest import folder_digest
 from compress.evaluation.quality import Quality, QualityPlan, measure_baseline, measure_variant
-from compress.evaluation.run import ModelRun, run_from_dict, run_model, run_to_dict
+from compress.evaluation.run import ModelRun, provenance_of, run_from_dict, run_model, run_to_dict
 from compress.evaluation.speed import SpeedRounds, SpeedWorkload, interleaved_rounds
 from compress.evaluation.timing import Timing, measure
+from compress.folders.manifest import folder_digest
 from compress.gate.options import GateSetup
 
 log = logging.getLogger(__name__)
@@ -253,7 +253,8 @@ class GateSession:
     def _reference_run(self) -> ModelRun:
         """The baseline's answers from the resident reference engine (when speed cases run)."""
         cfg = self.config
-        run = ModelRun(name=cfg.baseline, model_dir=str(cfg.folder(cfg.baseline)))
+        folder = cfg.folder(cfg.baseline)
+        run = ModelRun(name=cfg.baseline, model_dir=str(folder), provenance=provenance_of(folder))
         engine = self._reference_engine()
         if engine is None:
             run.status, run.error = "failed", "; ".join(self._reference_errors.values())

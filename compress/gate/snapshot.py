@@ -12,6 +12,15 @@ the answers stay close (:func:`answer_drift`); float32 goldens must match exactl
 Timings are not stored (they are checked against floors instead); metrics are rounded so a diff shows
 answers, not float noise. Only ``--snapshot-update`` writes these files.
 
+Each golden records its provenance: ``provenance.folder`` (compress.folders.provenance: the weights hash, the
+manifest fingerprint, recipe and build steps) and ``provenance.recorded_with`` (device, i.e. the GPU name or
+``cpu``, and the engine packages' versions; engine and dtype are top-level keys). Only the weights decide: a
+golden recorded from other weights fails saying how the folder changed (:func:`folder_changed`), before any
+answer is compared; the rest is for the reader, so a golden recorded on one machine still matches on another
+with other versions, and a rebuild that changed the fingerprint but not one byte of the weights (a builder edit,
+a tool upgrade) still matches. Goldens written before provenance existed are compared by their answers alone
+(their weights are unknown; :data:`PREDATES_PROVENANCE`); ``--snapshot-update`` adds it to them.
+
 Discovery is switched off: one models folder is gated per run, and ``golden/`` holds other gates' and other
 engines' files that this run must neither report as unused nor delete. Remove a retired variant's file by
 hand.
@@ -30,6 +39,7 @@ from compress.core.errors import CompressError
 from compress.core.prompts import Prompt
 from compress.core.similarity import OutputComparison, compare_outputs, is_non_empty
 from compress.evaluation.run import ModelRun
+from compress.folders.provenance import FolderProvenance, describe, provenance_changes
 
 if TYPE_CHECKING:
     from syrupy.location import PyTestLocation
@@ -45,17 +55,31 @@ ten rewritten from its first word still passes (mean >= 0.9 when the rest are eq
 model that changes most answers does not."""
 
 
+PREDATES_PROVENANCE = (
+    "golden files recorded before goldens carried provenance are compared by their answers only (the weights "
+    "they came from are unknown); rerun the gate with --snapshot-update to record them"
+)
+"""The one warning for such goldens (pytest lists every case that gave it under the one message)."""
+
+
+class GoldenProvenanceWarning(UserWarning):
+    """A golden without provenance: compared, but not tied to the weights it was recorded from."""
+
+
 class GoldenJSONExtension(JSONSnapshotExtension):
     """Sorted keys, 2-space indent, UTF-8 (Korean stays readable), a final newline: reviewable diffs."""
 
     golden_dir: ClassVar[Path] = Path("golden")
     gate_name: ClassVar[str] = "gate"
+    updating: ClassVar[bool] = False
+    """--snapshot-update: a golden whose weights are missing or differ is rewritten even if the answers match."""
 
     @classmethod
-    def configure(cls, golden_dir: Path, gate_name: str) -> None:
+    def configure(cls, golden_dir: Path, gate_name: str, *, updating: bool = False) -> None:
         """Point the extension at one gate's folder (called once per process, from pytest_configure)."""
         cls.golden_dir = Path(golden_dir)
         cls.gate_name = gate_name
+        cls.updating = updating
 
     @classmethod
     def dirname(cls, *, test_location: PyTestLocation) -> str:
@@ -76,12 +100,16 @@ class GoldenJSONExtension(JSONSnapshotExtension):
         return SnapshotCollections()
 
     def matches(self, *, serialized_data: SerializableData, snapshot_data: SerializableData) -> bool:
-        """Equal as JSON (a re-indented file still matches), or close for a 16-bit golden (:func:`answer_drift`);
-        a file that is not JSON never matches."""
+        """Equal as JSON apart from the provenance (a re-indented file still matches), or close for a 16-bit
+        golden (:func:`answer_drift`); a file that is not JSON never matches. The weights are checked before
+        (:func:`folder_changed`); under --snapshot-update a golden without them, or with others, is rewritten."""
         try:
             received, expected = json.loads(str(serialized_data)), json.loads(str(snapshot_data))
         except ValueError:
             return False
+        if self.updating and weights_of(expected) != weights_of(received):
+            return False
+        received, expected = without_provenance(received), without_provenance(expected)
         if received == expected:
             return True
         return isinstance(expected, dict) and expected.get("dtype") in LOOSE_DTYPES and not answer_drift(
@@ -129,6 +157,10 @@ def golden_record(
         "dtype": run.engine.get("dtype"),
         "outputs": outputs,
     }
+    record["provenance"] = {
+        "folder": run.provenance or FolderProvenance(weights_sha256=None).to_dict(),
+        "recorded_with": {"device": run.engine.get("device"), "versions": run.engine.get("versions", {})},
+    }
     if comparison is not None:
         record["compared_with"] = baseline
         record["metrics"] = {
@@ -138,6 +170,44 @@ def golden_record(
             "non_empty_rate": round(comparison.non_empty_rate, DIGITS),
         }
     return record
+
+
+def without_provenance(record: object) -> object:
+    return {k: v for k, v in record.items() if k != "provenance"} if isinstance(record, dict) else record
+
+
+def folder_of(record: dict) -> FolderProvenance | None:
+    """The folder provenance a golden (or a new record) carries; None for a golden older than provenance."""
+    folder = (record.get("provenance") or {}).get("folder") if isinstance(record, dict) else None
+    return FolderProvenance.from_dict(folder) if isinstance(folder, dict) else None
+
+
+def weights_of(record: object) -> str | None:
+    folder = folder_of(record) if isinstance(record, dict) else None
+    return folder.weights_sha256 if folder else None
+
+
+def folder_changed(expected: dict, received: dict, *, variant: str, key: str, path: Path) -> str | None:
+    """Why a golden cannot stand for this folder (it was recorded from other weights), or None: the message
+    says what the folder was built from then and now, which step parameters differ, and how many answers
+    moved. A golden without provenance is None here (compared by its answers: :data:`PREDATES_PROVENANCE`)."""
+    then, now = folder_of(expected), folder_of(received)
+    if then is None or now is None or None in (then.weights_sha256, now.weights_sha256):
+        return None  # unknown on one side (an old golden, a folder or cached run without it): answers decide
+    if then.weights_sha256 == now.weights_sha256:
+        return None
+    old, new = expected.get("outputs") or {}, received.get("outputs") or {}
+    moved = sum(1 for k in new if (old.get(k) or {}).get("answer") != new[k].get("answer"))
+    answers = f"{moved} of {len(new)} answers differ from it" if moved else "the answers are still the same"
+    lines = [
+        f"golden: {variant} ({key}): the folder changed since {path} was recorded: it holds other weights "
+        f"({answers}). Fix: if the new build is intended, rerun with --snapshot-update, review `git diff golden/` "
+        "and commit; else restore the folder the golden was recorded from",
+        f"  then: {describe(then)}",
+        f"  now:  {describe(now)}",
+    ]
+    lines += [f"  changed: {change}" for change in provenance_changes(then, now)]
+    return "\n".join(lines)
 
 
 def answer_drift(expected: dict, received: dict) -> str | None:

@@ -20,6 +20,7 @@ from compress.reports.json_report import (
     CompareReport,
     EngineInfo,
     FidelityInfo,
+    FolderInfo,
     ModelReport,
     OutputRecord,
     PromptInfo,
@@ -70,6 +71,10 @@ def engine_info(run: ModelRun) -> EngineInfo:
     )
 
 
+def folder_info(run: ModelRun) -> FolderInfo | None:
+    return FolderInfo(**run.provenance) if run.provenance else None
+
+
 def model_report(
     run: ModelRun, baseline: ModelRun, prompts: list[Prompt], settings: Settings, *, role: str
 ) -> ModelReport:
@@ -82,6 +87,7 @@ def model_report(
         "error": run.error,
         "load_seconds": run.load_seconds,
         "engine": engine_info(run),
+        "provenance": folder_info(run),
     }
     if not run.ok or run.result is None or run.timing is None:
         return ModelReport(**fields)

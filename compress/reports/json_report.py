@@ -51,6 +51,67 @@ class EngineInfo(_Strict):
     versions: dict[str, str] = {}
 
 
+class FolderInfo(_Strict):
+    """Which weights a model's figures come from (compress.folders.provenance.FolderProvenance): what a
+    golden or a later report is checked against. The engine, dtype, versions and GPU are in ``engine``."""
+
+    weights_sha256: str | None
+    weights_bytes: int | None = None
+    manifest: bool = False
+    """False: the folder has no manifest.json (built elsewhere); only its weights hash identifies it."""
+    fingerprint: str | None = None
+    matrix: str | None = None
+    variant: str | None = None
+    recipe: str | None = None
+    profile: str | None = None
+    base: str | None = None
+    lineage: list[dict] = []
+    """Every build step from the base to this folder, with its parameters."""
+
+
+class CaseVerdicts(_Strict):
+    """How a variant's release-gate cases ended (gate reports only: eval-compare has no floors)."""
+
+    passed: int = 0
+    skipped: int = 0
+    """Cases that did not judge: report-only similarity, a task format at chance, speed without CUDA."""
+    failed: list[str] = []
+    """Cases that failed or errored, by id (``test_fidelity[l29]``)."""
+    speed: Literal["passed", "failed", "skipped", "not run"] = "not run"
+    """The speed case: only ``passed`` or ``failed`` mean the variant was timed (on CUDA, or with
+    --gate-speed-on-cpu)."""
+
+
+class RankedVariant(_Strict):
+    """One candidate in the ranking behind :class:`Recommendation`."""
+
+    name: str
+    eligible: bool
+    """Every one of its gate cases that ran passed or skipped (none failed or errored), one at least passed."""
+    why_not: str | None = None
+    cases_passed: int = 0
+    """How many of its gate cases passed (a run that selected few cases judged it on those only)."""
+    speedup: float | None = None
+    """Median per-round ratio of the speed case; None: not timed."""
+    weights_bytes: int | None = None
+    mean_kl: float | None = None
+    top1_agreement: float | None = None
+    task_recovery: float | None = None
+
+
+class Recommendation(_Strict):
+    """The variant to ship (compress.reports.ranking says the rule): the fastest variant that passed every
+    case, where speed was timed; else the smallest one, with speed said to be unmeasured."""
+
+    variant: str | None
+    """None: no variant passed."""
+    rule: Literal["fastest", "smallest"]
+    line: str
+    """The recommendation as one line (the terminal summary prints it)."""
+    ranking: list[RankedVariant]
+    """Every candidate, the recommended one first, then the other eligible ones, then the rest."""
+
+
 class TimingInfo(_Strict):
     """Wall time of ``repeats`` timed batches after ``warmup`` untimed ones (load time excluded)."""
 
@@ -161,6 +222,10 @@ class ModelReport(_Strict):
     """Time the fidelity and task measurements took (never in a speed figure)."""
     timing: TimingInfo | None = None
     engine: EngineInfo = Field(default_factory=EngineInfo)
+    provenance: FolderInfo | None = None
+    """The folder's weights hash and build record; None when the folder could not be read."""
+    verdict: CaseVerdicts | None = None
+    """The gate's case outcomes for this model (gate reports only)."""
     outputs: list[OutputRecord] = []
 
 
@@ -195,6 +260,8 @@ class CompareReport(_Strict):
     host: HostInfo
     models: dict[str, ModelReport]
     """Keyed by model name; the baseline first, then the candidates in the order they ran."""
+    recommendation: Recommendation | None = None
+    """The variant to ship (gate reports: they hold the verdicts it needs)."""
     merged_from: list[MergedSource] = []
     """Set by ``report merge``: the runners' reports this one joins (``host`` is then the first one's)."""
 
@@ -220,6 +287,7 @@ class VerifyReport(_Strict):
     timing: TimingInfo | None = None
     sampling: SamplingInfo
     engine: EngineInfo = Field(default_factory=EngineInfo)
+    provenance: FolderInfo | None = None
     host: HostInfo
 
 

@@ -7,7 +7,8 @@ differently), the same engine, dtype and versions, the same prompts and sampling
 Anything else is refused with the reason. Only what a runner cannot help differing is allowed to:
 timings, load times, paths and the host (:data:`RUNNER_FIELDS`). A variant in two reports is an error
 unless both entries are identical (the same file given twice). Each candidate keeps its own speedup,
-measured against the baseline on its own runner; ``merged_from`` says which runner gated which variants.
+measured against the baseline on its own runner; ``merged_from`` says which runner gated which variants. The
+variant to ship is chosen again over all of them (compress.reports.ranking).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pydantic import ValidationError
 
 from compress.core.errors import CompressError
 from compress.reports.json_report import CompareReport, MergedSource, ModelReport, now
+from compress.reports.ranking import recommend
 
 RUNNER_FIELDS = frozenset(
     {"model_dir", "load_seconds", "elapsed", "speedup", "token_speedup", "tokens_per_second", "timing",
@@ -78,7 +80,8 @@ def merge_reports(reports: list[tuple[str, CompareReport]]) -> CompareReport:
             owner.setdefault(model.name, label)
         sources.append(MergedSource(file=label, created=report.created, host=report.host,
                                     variants=[m.name for m in mine]))  # fmt: skip
-    return first.model_copy(update={"created": now(), "models": models, "merged_from": sources})
+    merged = first.model_copy(update={"created": now(), "models": models, "merged_from": sources})
+    return merged.model_copy(update={"recommendation": recommend(merged)})  # over every runner's variants
 
 
 def _disagreement(a: CompareReport, b: CompareReport) -> str | None:

@@ -117,6 +117,8 @@ def notes(report: CompareReport) -> list[str]:
         elif m.non_empty_count is not None and m.non_empty_count < len(report.prompts):
             empty = [o.id for o in m.outputs if not o.non_empty]
             lines.append(f"empty output: {m.name} on {len(empty)} prompt(s): {', '.join(empty)}")
+        if m.provenance is not None and not m.provenance.manifest:
+            lines.append(f"no manifest.json: {m.name} (built elsewhere): identified by its weights hash only.")
         if m.deterministic is False:
             lines.append(f"not deterministic: {m.name} gave different greedy texts across repeats.")
     if base.status == "failed":
@@ -133,10 +135,41 @@ def markdown_table(report: CompareReport) -> str:
     return table + "\n\n" + "\n".join(f"- {_cell(line)}" for line in notes(report)) + "\n"
 
 
+RANK_COLUMNS = ("rank", "variant", "passed every case", "speedup", "weights MB", "mean KL", "top-1", "task recovery")
+
+
+def ship_section(report: CompareReport) -> str:
+    """The variant to ship and the ranking of every candidate (gate reports), or '' (compress.reports.ranking
+    holds the rule)."""
+    rec = report.recommendation
+    if rec is None:
+        return ""
+    rows = [list(RANK_COLUMNS), ["---"] * len(RANK_COLUMNS)]
+    for i, r in enumerate(rec.ranking, 1):
+        rows.append([
+            str(i),
+            f"**{r.name}**" if r.name == rec.variant else r.name,
+            "yes" if r.eligible else f"no: {_short(r.why_not, 120)}",
+            "not timed" if r.speedup is None else f"{r.speedup:.2f}x",
+            DASH if r.weights_bytes is None else f"{r.weights_bytes / 1e6:.1f}",
+            _num(r.mean_kl, 4),
+            _num(r.top1_agreement, 3),
+            _num(r.task_recovery, 3),
+        ])  # fmt: skip
+    rule = (
+        "the fastest by measured speedup among the variants that passed every case"
+        if rec.rule == "fastest"
+        else "no speed was measured, so the smallest weights among the variants that passed every case"
+    )
+    table = "\n".join("| " + " | ".join(_cell(c) for c in row) + " |" for row in rows)
+    return f"## Variant to ship\n\n{rec.line}\n\nRule: {rule}; then by weights, mean KL, name.\n\n{table}\n\n"
+
+
 def write_markdown(report: CompareReport, path: str | Path) -> Path:
     with atomic_file(path) as handle:
         merged = f", merged from {len(report.merged_from)} reports" if report.merged_from else ""
         handle.write(f"# eval-compare: {report.baseline} vs {len(report.models) - 1} candidate(s){merged}\n\n")
         handle.write(f"Created {report.created}.\n\n")
+        handle.write(ship_section(report))
         handle.write(markdown_table(report))
     return Path(path)

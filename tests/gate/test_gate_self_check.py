@@ -10,8 +10,9 @@ A temp models folder holds the baseline and four variants made from it:
 
 Three pytest runs of tests/gate/test_release_gate.py in subprocesses (options from the root conftest):
 1. all variants, ``--gate-speed-on-cpu --snapshot-update``: verdicts, messages, goldens, report and JUnit XML;
-2. ``-n 2``, goldens only, after tampering with two goldens: a changed answer and a file that is not JSON
-   fail, the untouched baseline golden passes, nothing is rewritten, no model is loaded twice across workers;
+2. ``-n 2``, goldens only, after tampering with goldens: a changed answer, a file that is not JSON and a golden
+   recorded from other weights fail, the baseline's golden stripped of its provenance passes with a warning,
+   nothing is rewritten, no model is loaded twice across workers;
 3. ``--snapshot-update``: the tampered goldens are rewritten to what run 1 wrote; other gates' files stay.
 """
 
@@ -276,6 +277,26 @@ def test_the_run_leaves_goldens_a_report_and_junit(first_run: FirstRun, selfchec
     assert report["models"]["slow"]["token_speedup"] < 0.8
     assert (selfcheck / "reports" / f"{GATE}.md").is_file()
     assert f"release gate {GATE}" in proc.stdout
+    # provenance: these folders are link copies without a manifest, so their weights hash alone identifies them
+    folder, recorded_with = record["provenance"]["folder"], record["provenance"]["recorded_with"]
+    base_weights = report["models"]["base"]["provenance"]["weights_sha256"]
+    assert folder["manifest"] is False and folder["weights_sha256"] == base_weights  # good: base hard-linked
+    assert recorded_with["device"] == "cpu" and recorded_with["versions"]
+    assert "warning: good: no manifest.json (built elsewhere?): identified by its weights hash" in proc.stdout
+
+
+def test_the_variant_to_ship_is_the_one_that_passed_everything(first_run: FirstRun, selfcheck: Path) -> None:
+    proc, _ = first_run
+    report = json.loads((selfcheck / "reports" / f"{GATE}.json").read_text(encoding="utf-8"))
+    rec = report["recommendation"]
+    assert rec["variant"] == "good" and rec["rule"] == "fastest"  # --gate-speed-on-cpu timed it
+    assert rec["ranking"][0]["name"] == "good" and not any(r["eligible"] for r in rec["ranking"][1:])
+    why = {r["name"]: r["why_not"] for r in rec["ranking"]}
+    assert why["slow"] == "failed test_speedup[slow]" and why["nochat"] == "did not run"
+    assert report["models"]["good"]["verdict"]["speed"] == "passed"
+    line = r"variant to ship: good: the fastest of 1 variant\(s\) that passed every case: speedup \d"
+    assert re.search(line, proc.stdout), proc.stdout[-3000:]
+    assert "## Variant to ship" in (selfcheck / "reports" / f"{GATE}.md").read_text(encoding="utf-8")
 
 
 def test_golden_mismatches_fail_and_only_snapshot_update_rewrites(first_run: FirstRun, selfcheck: Path) -> None:
@@ -286,20 +307,32 @@ def test_golden_mismatches_fail_and_only_snapshot_update_rewrites(first_run: Fir
     tampered["outputs"]["hello"]["answer"] = "tampered answer"
     good.write_text(json.dumps(tampered, indent=2, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8")
     empty.write_text('{"outputs": {', encoding="utf-8")
-    before = {p: p.read_text(encoding="utf-8") for p in (good, empty)}
+    slow, base = golden / "slow.vllm-float32.json", golden / "base.vllm-float32.json"
+    rebuilt = json.loads(slow.read_text(encoding="utf-8"))  # as if recorded from another build of slow
+    rebuilt["provenance"]["folder"]["weights_sha256"] = "0" * 64
+    slow.write_text(json.dumps(rebuilt, indent=2, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8")
+    old = json.loads(base.read_text(encoding="utf-8"))  # as goldens were before they carried provenance
+    del old["provenance"]
+    base.write_text(json.dumps(old, indent=2, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8")
+    before = {p: p.read_text(encoding="utf-8") for p in (good, empty, slow, base)}
 
-    proc = run_gate(selfcheck, "-n", "2", "--gate-variants", "good,empty", "-k", "test_golden")
+    proc = run_gate(selfcheck, "-n", "2", "--gate-variants", "good,empty,slow", "-k", "test_golden")
     results = outcomes(selfcheck / "reports" / f"{GATE}-junit.xml")
     assert results["test_golden[base]"][0] == "passed", proc.stdout[-3000:]
     state, text = results["test_golden[good]"]
     assert state == "failed" and "tampered answer" in text, text
     state, text = results["test_golden[empty]"]
     assert state == "failed" and f"golden file {empty} is not valid JSON" in text, text
-    assert {p: p.read_text(encoding="utf-8") for p in (good, empty)} == before  # a check never writes
+    state, text = results["test_golden[slow]"]
+    assert state == "failed" and f"golden: slow (vllm-float32): the folder changed since {slow} was recorded" in text
+    assert "(the answers are still the same)" in text and "changed: weights 000000000000 -> " in text, text
+    assert "golden files recorded before goldens carried provenance are compared by their answers only" in proc.stdout
+    assert "variant to ship: none: no variant passed every case" in proc.stdout  # verdicts came through xdist
+    assert {p: p.read_text(encoding="utf-8") for p in before} == before  # a check never writes
     loads = re.search(r"models loaded: (.*)", proc.stdout)
     assert loads, proc.stdout[-3000:]
     loaded = re.findall(r"(\w+) \((gw\d), ok, load \d+ s\)", loads[1])
-    assert sorted(v for v, _ in loaded) == ["base", "empty", "good"], loads[1]  # each once, over 2 workers
+    assert sorted(v for v, _ in loaded) == ["base", "empty", "good", "slow"], loads[1]  # each once, over 2 workers
     assert len({w for _, w in loaded}) == 2
 
     proc = run_gate(selfcheck, "--gate-variants", "good,empty", "-k", "test_golden", "--snapshot-update")

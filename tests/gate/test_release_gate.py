@@ -11,6 +11,7 @@ tests/gate/thresholds.toml, goldens from golden/<gate>/<variant>.<engine>-<dtype
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,7 +34,17 @@ from compress.gate.checks import (
     task_verdicts,
 )
 from compress.gate.session import GateSession
-from compress.gate.snapshot import LOOSE_DTYPES, answer_drift, golden_key, golden_problem, golden_record
+from compress.gate.snapshot import (
+    LOOSE_DTYPES,
+    PREDATES_PROVENANCE,
+    GoldenProvenanceWarning,
+    answer_drift,
+    folder_changed,
+    folder_of,
+    golden_key,
+    golden_problem,
+    golden_record,
+)
 from compress.gate.thresholds import VariantThresholds
 
 
@@ -218,7 +229,8 @@ def test_golden(
     golden: SnapshotAssertion,
     request: pytest.FixtureRequest,
 ) -> None:
-    """Answers and rounded metrics equal the golden file; only --snapshot-update changes it."""
+    """Answers and rounded metrics equal the golden file, recorded from the same weights; only
+    --snapshot-update changes it."""
     cfg = gate_session.config
     comparison = gate_session.comparison(variant) if variant != cfg.baseline else None
     record = golden_record(
@@ -235,8 +247,16 @@ def test_golden(
     problem = golden_problem(Path(path), variant=variant, key=key, updating=updating)
     if problem:
         pytest.fail(problem, pytrace=False)
-    if not updating and record["dtype"] in LOOSE_DTYPES:  # 16-bit text moves a little between runs
-        drift = answer_drift(json.loads(Path(path).read_text(encoding="utf-8")), json.loads(json.dumps(record)))
+    expected = None if updating else json.loads(Path(path).read_text(encoding="utf-8"))
+    received = json.loads(json.dumps(record))
+    if expected is not None:
+        changed = folder_changed(expected, received, variant=variant, key=key, path=Path(path))
+        if changed:
+            pytest.fail(changed, pytrace=False)
+        if folder_of(expected) is None:
+            warnings.warn(GoldenProvenanceWarning(PREDATES_PROVENANCE), stacklevel=1)
+    if expected is not None and record["dtype"] in LOOSE_DTYPES:  # 16-bit text moves a little between runs
+        drift = answer_drift(expected, received)
         if drift:
             pytest.fail(
                 f"{variant} ({key}) vs {path}: {drift}. Fix: if the change is intended, rerun with "
