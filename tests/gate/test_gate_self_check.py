@@ -24,8 +24,8 @@ import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
-from dataclasses import asdict
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
