@@ -64,7 +64,8 @@ def resolve_base(base: str, *, trust_remote_code: bool = False) -> Path:
         if not folder.is_dir():
             raise CompressError(
                 f"recipe base {base!r} is neither a local model ({', '.join(LOCAL_MODELS)}) nor a folder",
-                "set base to one of those names or to the path of a Hugging Face model folder",
+                "set base to one of those names or to a Hugging Face model folder (absolute, or relative to the "
+                "recipe file's folder); a hub id is never downloaded: download it first and give its folder",
             )
     check_model_folder(folder, trust_remote_code=trust_remote_code)
     return folder

@@ -3,7 +3,8 @@
 A recipe is a TOML file (``compress/build/recipes/<matrix>.toml`` ships two). Read it top to bottom::
 
     matrix = "smollm2"                 # models/<matrix>/<variant>
-    base = "smollm2"                   # a local model (python -m compress make-models) or a folder path
+    base = "smollm2"                   # a local model (python -m compress make-models) or a folder path:
+                                       # absolute, or relative to the recipe file's folder
 
     [step.prune]                       # parameters of each step kind, shared by every variant
     keep = 29
@@ -172,7 +173,20 @@ def load_recipe(name_or_path: str | Path, profile: str | None = None) -> Recipe:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise CompressError(f"recipe {path} is not valid TOML ({exc})", "fix the syntax at that line") from None
     data.setdefault("matrix", path.stem)
+    if isinstance(data.get("base"), str):
+        data["base"] = base_relative_to(data["base"], path.parent)
     return parse_recipe(data, profile=profile, source=str(path))
+
+
+def base_relative_to(base: str, recipe_dir: Path) -> str:
+    """A recipe's ``base``: a local model name stays a name; a folder path (``~`` expanded) that is relative
+    is taken from the recipe file's folder, not the working directory, so a recipe builds from anywhere."""
+    from compress.local_models.registry import LOCAL_MODELS
+
+    if base in LOCAL_MODELS or not base:
+        return base
+    folder = Path(base).expanduser()
+    return str(folder if folder.is_absolute() else (recipe_dir / folder).resolve())
 
 
 def parse_recipe(data: dict[str, Any], *, profile: str | None = None, source: str = "<dict>") -> Recipe:

@@ -74,6 +74,8 @@ def _pattern(prefix: str) -> re.Pattern[str]:
 LAYOUTS = {
     "Exaone4ForCausalLM": Layout("model.layers."),
     "LlamaForCausalLM": Layout("model.layers."),
+    "Qwen2ForCausalLM": Layout("model.layers."),
+    "MistralForCausalLM": Layout("model.layers."),
     "ExaoneForCausalLM": Layout("transformer.h."),
 }
 

@@ -15,11 +15,13 @@ from compress.core.errors import CompressError, EmptyOutputError
 
 COMMANDS = {
     "make-models": "compress.cli.make_models",
+    "init": "compress.cli.init_recipe",
     "build": "compress.cli.build",
     "verify": "compress.cli.verify",
     "eval-compare": "compress.cli.eval_compare",
     "bench": "compress.cli.bench",
     "calibrate": "compress.cli.calibrate",
+    "report": "compress.cli.report",
 }
 
 

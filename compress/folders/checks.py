@@ -12,6 +12,8 @@ SUPPORTED_ARCHITECTURES = {
     "Exaone4ForCausalLM": "EXAONE 4.0",
     "ExaoneForCausalLM": "EXAONE 3.x (remote code)",
     "LlamaForCausalLM": "llama layout (SmolLM2 and friends)",
+    "Qwen2ForCausalLM": "llama layout (Qwen2, Qwen2.5)",
+    "MistralForCausalLM": "llama layout (Mistral)",
 }
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model")
 INDEX_FILE = "model.safetensors.index.json"

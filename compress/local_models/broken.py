@@ -87,6 +87,8 @@ def corrupt_weights(source: str | Path, dest: str | Path) -> Path:
 FAMILIES = {
     "Exaone4ForCausalLM": ("num_hidden_layers", "model.layers.{}.mlp.down_proj.weight", "model.embed_tokens.weight"),
     "LlamaForCausalLM": ("num_hidden_layers", "model.layers.{}.mlp.down_proj.weight", "model.embed_tokens.weight"),
+    "Qwen2ForCausalLM": ("num_hidden_layers", "model.layers.{}.mlp.down_proj.weight", "model.embed_tokens.weight"),
+    "MistralForCausalLM": ("num_hidden_layers", "model.layers.{}.mlp.down_proj.weight", "model.embed_tokens.weight"),
     "ExaoneForCausalLM": ("num_layers", "transformer.h.{}.mlp.c_proj.weight", "transformer.wte.weight"),
 }
 BROKEN = (

@@ -174,6 +174,16 @@ class Settings(_Strict):
     tensor_parallel_size: int
 
 
+class MergedSource(_Strict):
+    """One of the reports a merged report was made of (``python -m compress report merge``)."""
+
+    file: str
+    created: str
+    host: HostInfo
+    variants: list[str]
+    """The candidates this report contributed; their speedups were timed against the baseline on its host."""
+
+
 class CompareReport(_Strict):
     kind: Literal["eval-compare"] = "eval-compare"
     schema_version: int = SCHEMA_VERSION
@@ -185,6 +195,8 @@ class CompareReport(_Strict):
     host: HostInfo
     models: dict[str, ModelReport]
     """Keyed by model name; the baseline first, then the candidates in the order they ran."""
+    merged_from: list[MergedSource] = []
+    """Set by ``report merge``: the runners' reports this one joins (``host`` is then the first one's)."""
 
 
 class VerifyReport(_Strict):

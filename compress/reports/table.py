@@ -101,6 +101,11 @@ def notes(report: CompareReport) -> list[str]:
         f"speedups against {report.baseline} ({_engine(base)}); device {', '.join(devices) or DASH}; "
         f"host {report.host.hostname}.",
     ]
+    for source in report.merged_from:
+        lines.append(
+            f"merged: {', '.join(source.variants) or 'no candidate'} gated on host {source.host.hostname} "
+            f"({source.file}, {source.created}); speedups against the baseline timed on that host."
+        )
     for m in report.models.values():
         if m.comparable is False:
             lines.append(
@@ -130,7 +135,8 @@ def markdown_table(report: CompareReport) -> str:
 
 def write_markdown(report: CompareReport, path: str | Path) -> Path:
     with atomic_file(path) as handle:
-        handle.write(f"# eval-compare: {report.baseline} vs {len(report.models) - 1} candidate(s)\n\n")
+        merged = f", merged from {len(report.merged_from)} reports" if report.merged_from else ""
+        handle.write(f"# eval-compare: {report.baseline} vs {len(report.models) - 1} candidate(s){merged}\n\n")
         handle.write(f"Created {report.created}.\n\n")
         handle.write(markdown_table(report))
     return Path(path)
