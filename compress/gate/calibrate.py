@@ -151,7 +151,12 @@ def calibrate_key(variant: str, m: Measured, sanity: VariantThresholds) -> Floor
     upper = m.key in UPPER
     sampled = m.k * m.spread
     margin = max(sampled, m.allowance) + m.run_range
-    source = f"{m.k:g} x {m.spread_label}" if sampled >= m.allowance else m.allowance_label
+    if m.k == 0 and m.allowance == 0:
+        source = "no margin"
+    elif sampled >= m.allowance:
+        source = f"{m.k:g} {'SE' if 'SE' in m.spread_label else 'sd'}"
+    else:
+        source = m.allowance_label
     if m.run_range > 0:
         source += f" + run-to-run range {m.run_range:.3g}"
     if upper:
@@ -163,7 +168,7 @@ def calibrate_key(variant: str, m: Measured, sanity: VariantThresholds) -> Floor
     limit = getattr(sanity.floors, m.key)
     looser = raw > limit if upper else raw < limit
     if looser:
-        source = f"sanity floor ({raw:g} would be looser)"
+        source = f"sanity floor {sanity.source(m.key)} ({raw:g} would be looser)"
     return Floor(
         variant=variant, key=m.key, measured=m, floor=limit if looser else raw, margin=margin, source=source,
         sanity=limit, sanity_source=sanity.source(m.key),
@@ -179,7 +184,7 @@ def measure_text(variant: str, runs: Sequence[Runs], baseline: str) -> list[Meas
     sd = statistics.stdev(sims) if n > 1 else 0.0
     p = comps[0].exact_match
     return [
-        Measured("non_empty_rate", tuple(c.non_empty_rate for c in comps), 0.0, "no spread", 0.0, "none", k=0),
+        Measured("non_empty_rate", tuple(c.non_empty_rate for c in comps), 0.0, "a count", 0.0, "none", k=0),
         Measured("avg_similarity", tuple(c.avg_similarity for c in comps), sd / math.sqrt(n), f"SE over {n} prompts",
                  1.0 / n, one),
         Measured("exact_match", tuple(c.exact_match for c in comps),

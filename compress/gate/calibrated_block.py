@@ -42,12 +42,12 @@ def _value(x: float) -> str:
 
 
 def _comment(f: Floor) -> str:
+    """``measured 0.000777 +- 3e-05 (clustered SE over 26 prompts); margin 6e-05: 2 SE``"""
     m = f.measured
     what = f"{m.label}: " if m.label else ""
-    runs = f" over {len(m.values)} runs" if len(m.values) > 1 else ""
-    if m.k == 0:
-        return f"{what}measured {m.value:.4g}{runs}; {f.source}"
-    return f"{what}measured {m.value:.4g} +- {m.spread:.2g}{runs} ({m.spread_label}); margin {f.margin:.2g}: {f.source}"
+    runs = f" (mean of {len(m.values)} runs)" if len(m.values) > 1 else ""
+    spread = f" +- {m.spread:.2g} ({m.spread_label})" if m.k else ""
+    return f"{what}measured {m.value:.4g}{runs}{spread}; margin {f.margin:.2g}: {f.source}"
 
 
 def render_block(
