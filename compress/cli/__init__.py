@@ -20,6 +20,7 @@ COMMANDS = {
     "verify": "compress.cli.verify",
     "eval-compare": "compress.cli.eval_compare",
     "bench": "compress.cli.bench",
+    "calibrate": "compress.cli.calibrate",
     "report": "compress.cli.report",
 }
 

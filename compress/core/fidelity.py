@@ -9,6 +9,8 @@ HF) or the top-k (a lower bound, from vLLM's ``prompt_logprobs``). No engines, n
 from __future__ import annotations
 
 import math
+import random
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -211,3 +213,24 @@ def summarize(prompts: Sequence[PromptFidelity]) -> FidelitySummary:
         truncated=any(p.truncated for p in scored),
         worst=tuple(worst),
     )
+
+
+def bootstrap_percentile_se(
+    prompts: Sequence[PromptFidelity], q: float = 99.0, *, replicates: int = 200, seed: int = 0
+) -> float:
+    """Standard error of the pooled q-th percentile of per-token KL, by resampling whole prompts with
+    replacement (a cluster bootstrap, for the reason :func:`clustered_se` clusters: the tokens of one answer
+    move together). A percentile has no closed-form SE; this is what calibration widens ``max_p99_kl`` by.
+    Seeded, so the same prompts always give the same figure. 0.0 with fewer than two scored prompts; infinite
+    when a KL is."""
+    scored = [p.kl for p in prompts if p.kl]
+    if len(scored) < 2 or replicates < 2:
+        return 0.0
+    if not all(math.isfinite(k) for kl in scored for k in kl):
+        return math.inf
+    rng = random.Random(seed)
+    values = []
+    for _ in range(replicates):
+        pooled = [k for _ in scored for k in scored[rng.randrange(len(scored))]]
+        values.append(percentile(pooled, q))
+    return statistics.stdev(values)

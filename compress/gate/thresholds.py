@@ -104,16 +104,32 @@ class Thresholds:
     path: Path
     _data: _ThresholdsFile
 
-    def for_variant(self, gate: str, variant: str) -> VariantThresholds:
+    def shared_tables(self) -> dict[str, dict]:
+        """The tables that hold in every gate, as set in the file: ``{"defaults": {...}, "variants": {v: {...}}}``."""
+        return {
+            "defaults": self._data.defaults.model_dump(exclude_none=True),
+            "variants": {v: o.model_dump(exclude_none=True) for v, o in self._data.variants.items()},
+        }
+
+    def has_gate(self, gate: str) -> bool:
+        """Whether the file has tables of its own for this gate (``[gates.<gate>...]``)."""
+        return gate in self._data.gates
+
+    def for_variant(self, gate: str, variant: str, *, gate_tables: bool = True) -> VariantThresholds:
+        """The variant's floors in that gate; ``gate_tables=False``: only the tables that hold in every gate
+        (built-ins, ``[defaults]``, ``[variants.<variant>]``), the sanity floors calibration never loosens."""
         values: dict[str, float] = {}
         sources = {name: "built-in default" for name in FIELDS}
         section = self._data.gates.get(gate, _GateSection())
         layers = [
             (self._data.defaults, "[defaults]"),
             (self._data.variants.get(variant, _Overrides()), f"[variants.{variant}]"),
-            (section.defaults, f"[gates.{gate}.defaults]"),
-            (section.variants.get(variant, _Overrides()), f"[gates.{gate}.variants.{variant}]"),
         ]
+        if gate_tables:
+            layers += [
+                (section.defaults, f"[gates.{gate}.defaults]"),
+                (section.variants.get(variant, _Overrides()), f"[gates.{gate}.variants.{variant}]"),
+            ]
         for overrides, table in layers:
             for name, value in overrides.model_dump(exclude_none=True).items():
                 values[name] = value
@@ -130,8 +146,17 @@ def load_thresholds(path: str | Path) -> Thresholds:
             "pass an existing file to --gate-thresholds (the default is tests/gate/thresholds.toml)",
         )
     try:
-        raw = tomllib.loads(file.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise CompressError(f"thresholds file {file} is not valid TOML ({exc})", "fix the syntax") from None
+    return parse_thresholds(text, file)
+
+
+def parse_thresholds(text: str, file: Path) -> Thresholds:
+    """:func:`load_thresholds` on text already read (``file`` names it in messages)."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
         raise CompressError(f"thresholds file {file} is not valid TOML ({exc})", "fix the syntax") from None
     try:
         data = _ThresholdsFile.model_validate(raw)
