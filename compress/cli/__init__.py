@@ -16,6 +16,7 @@ from compress.core.errors import CompressError, EmptyOutputError
 COMMANDS = {
     "make-models": "compress.cli.make_models",
     "build": "compress.cli.build",
+    "convert": "compress.cli.convert",
     "verify": "compress.cli.verify",
     "eval-compare": "compress.cli.eval_compare",
     "bench": "compress.cli.bench",
