@@ -59,10 +59,12 @@ def degraded_set(n_layers: int) -> list[Degraded]:
     """Graded severity, from barely visible to destroyed. Layer 0 is the most important layer by Block
     Influence on both local models (it turns embeddings into the residual stream every later layer reads)."""
     mid = n_layers // 2
+    # A perturbed base stands for base-llmc-awq, the variant meant to stay closest to the base: base-distilled
+    # may learn from another teacher (tiny EXAONE-4's does) and then is meant to move away from the base.
     return [
-        Degraded("base-noise-1pct", BASELINE, "noise", {"relative_noise": 0.01, "seed": 1}, "base-distilled"),
+        Degraded("base-noise-1pct", BASELINE, "noise", {"relative_noise": 0.01, "seed": 1}, "base-llmc-awq"),
         Degraded("l29-noise-3pct", "compressed-l29", "noise", {"relative_noise": 0.03, "seed": 2}, "compressed-l29"),
-        Degraded("base-noise-15pct", BASELINE, "noise", {"relative_noise": 0.15, "seed": 4}, "base-distilled"),
+        Degraded("base-noise-15pct", BASELINE, "noise", {"relative_noise": 0.15, "seed": 4}, "base-llmc-awq"),
         Degraded("base-rtn4-g64", BASELINE, "rtn", {"bits": 4, "group_size": 64}, "base-llmc-awq"),
         Degraded(
             "l29-drop-4-more",

@@ -90,14 +90,17 @@ def build_matrix(
     forced = set(variants or order) if force else set()
     base_dir = base_dir or resolve_base(recipe.base, trust_remote_code=recipe.trust_remote_code)
     check_plan(recipe, order, base_dir)
+    teachers = resolve_teachers(recipe, order)
     ctx = BuildContext(
         base_dir=base_dir,
         trust_remote_code=recipe.trust_remote_code,
         cache_dir=paths.home() / "cache",
         log=lambda line: tqdm.write(line),
+        teachers=teachers,
     )
     data_digest = _training_data_digest()
     base_digest = folder_digest(base_dir)
+    teacher_digests = {name: folder_digest(folder) for name, folder in teachers.items()}
     log.debug(recipe.describe())
     log.info("output: %s", out_dir)
 
@@ -114,6 +117,7 @@ def build_matrix(
             parent_fingerprint=fingerprints.get(variant.parent or ""),
             base_digest=base_digest,
             data_digest=data_digest,
+            teacher_digests=teacher_digests,
         )
         fp = fingerprint(parts)
         fingerprints[name] = fp
@@ -131,6 +135,24 @@ def build_matrix(
         results.append(BuildResult(name, dest, "built", seconds, fp))
         tqdm.write(f"{name}: built in {seconds:.1f} s ({dest})")
     return results
+
+
+def resolve_teachers(recipe: Recipe, order: list[str]) -> dict[str, Path]:
+    """Every distill teacher the variants in ``order`` name, as a checked folder (a local model is made when
+    missing), before anything is built: a misspelt teacher fails in a second."""
+    names = {
+        step.params.teacher  # type: ignore[attr-defined]
+        for name in order
+        for step in recipe.variants[name].steps
+        if step.kind == "distill" and step.params.teacher is not None  # type: ignore[attr-defined]
+    }
+    teachers = {}
+    for name in sorted(names):
+        try:
+            teachers[name] = resolve_base(name, trust_remote_code=recipe.trust_remote_code)
+        except CompressError as err:
+            raise CompressError(f"recipe {recipe.source}: distill teacher {name!r}: {err.what}", err.fix) from None
+    return teachers
 
 
 def check_plan(recipe: Recipe, order: list[str], base_dir: Path) -> None:
@@ -163,6 +185,7 @@ def matrix_status(recipe: Recipe, *, out_dir: Path | None = None, base_dir: Path
     out_dir = Path(out_dir) if out_dir is not None else paths.matrix_dir(recipe.matrix)
     base_dir = base_dir or resolve_base(recipe.base, trust_remote_code=recipe.trust_remote_code)
     data_digest, base_digest = _training_data_digest(), folder_digest(base_dir)
+    teacher_digests = {n: folder_digest(f) for n, f in resolve_teachers(recipe, list(recipe.variants)).items()}
     status: dict[str, str] = {}
     for name, variant in recipe.variants.items():
         parent_manifest = read_manifest(out_dir / variant.parent) if variant.parent else None
@@ -176,6 +199,7 @@ def matrix_status(recipe: Recipe, *, out_dir: Path | None = None, base_dir: Path
             parent_fingerprint=parent_manifest.get("fingerprint") if parent_manifest else None,
             base_digest=base_digest,
             data_digest=data_digest,
+            teacher_digests=teacher_digests,
         )
         dest = out_dir / name
         if is_up_to_date(dest, fingerprint(parts)):
@@ -214,12 +238,17 @@ def fingerprint_parts(
     parent_fingerprint: str | None,
     base_digest: str,
     data_digest: str,
+    teacher_digests: dict[str, str] | None = None,
 ) -> dict:
     """Everything that decides a variant's output. Equal parts: the existing folder is reused."""
     steps = []
     for step in variant.steps:
         builder = BUILDERS[step.kind]
-        steps.append({**step.describe(), "code": code_version(builder.modules), "tools": tool_versions(builder.tools)})
+        part = {**step.describe(), "code": code_version(builder.modules), "tools": tool_versions(builder.tools)}
+        named = getattr(step.params, "teacher", None)
+        if named is not None:  # a named teacher's content decides the output as the base's does
+            part["teacher_digest"] = (teacher_digests or {})[named]
+        steps.append(part)
     return {
         "format": FORMAT,
         "input": {"digest": input_digest, "fingerprint": parent_fingerprint},
@@ -293,8 +322,30 @@ def _build_variant(
         finally:
             if current not in (src, tmp):
                 shutil.rmtree(current, ignore_errors=True)
+        if variant.steps:
+            # A step that changed nothing (base distilled from itself) leaves the base's weights: reports and
+            # the gate summary say "same as base" instead of presenting the copy as a compression result.
+            info["same_as_base"] = same_weights_as(tmp, base_dir)
         info["seconds"] = round(time.perf_counter() - started, 2)
         info["built_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def same_weights_as(folder: Path, base_dir: Path) -> bool:
+    """True when ``folder``'s safetensors files are the base's, byte for byte (hard links count at once;
+    files of other names or sizes differ without hashing)."""
+    from compress.folders.atomic import file_sha256
+
+    mine = sorted(p.name for p in folder.glob("*.safetensors"))
+    if mine != sorted(p.name for p in base_dir.glob("*.safetensors")):
+        return False
+    for name in mine:
+        a, b = folder / name, base_dir / name
+        if a.stat().st_size != b.stat().st_size:
+            return False
+    return all(
+        os.path.samefile(folder / n, base_dir / n) or file_sha256(folder / n) == file_sha256(base_dir / n)
+        for n in mine
+    )
 
 
 def _training_data_digest() -> str:

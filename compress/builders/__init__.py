@@ -38,7 +38,8 @@ class Builder:
     """``run(src, out, params, ctx)`` writes a complete model folder into ``out`` (an empty temp folder)
     and returns what the manifest should record about this step (scores, loss curve, ...)."""
     modules: tuple[str, ...]
-    """Source files whose content is this step's code version (a change rebuilds what it made)."""
+    """Source files whose content is this step's code version (a change rebuilds what it made); the EXAONE 3
+    layout conversion is one of them, since every step loads and saves through it."""
     tools: tuple[str, ...] = ("torch", "transformers", "safetensors")
     """Packages whose versions are part of the fingerprint: a new version may change the output."""
 
@@ -49,21 +50,36 @@ BUILDERS: dict[str, Builder] = {
         params=prune.PruneParams,
         name_for=prune.name_for,
         run=prune.run,
-        modules=("compress.builders.prune", "compress.builders.importance", "compress.builders.common"),
+        modules=(
+            "compress.builders.prune",
+            "compress.builders.importance",
+            "compress.builders.common",
+            "compress.folders.exaone3",
+        ),
     ),
     "distill": Builder(
         name="distill",
         params=distill.DistillParams,
         name_for=distill.name_for,
         run=distill.run,
-        modules=("compress.builders.distill", "compress.builders.common"),
+        modules=(
+            "compress.builders.distill",
+            "compress.builders.teacher",
+            "compress.builders.common",
+            "compress.folders.exaone3",
+        ),
     ),
     "awq": Builder(
         name="awq",
         params=awq.AwqParams,
         name_for=awq.name_for,
         run=awq.run,
-        modules=("compress.builders.awq", "compress.builders.cpu_workaround", "compress.builders.common"),
+        modules=(
+            "compress.builders.awq",
+            "compress.builders.cpu_workaround",
+            "compress.builders.common",
+            "compress.folders.exaone3",
+        ),
         tools=("torch", "transformers", "llmcompressor", "compressed-tensors"),
     ),
 }

@@ -2,12 +2,16 @@
 
 As in llm-compressor's own recipes, ``AWQModifier`` only rescales (activation-aware smoothing, searched on
 calibration data) and the following ``QuantizationModifier`` quantizes. The mappings (which norm or
-projection is smoothed against which projections) come from llm-compressor's registry by architecture:
-it has its own EXAONE 4 entry (EXAONE 4 is post-norm, so only v_proj->o_proj and up_proj->down_proj).
-EXAONE 3.x (``ExaoneForCausalLM``, remote code) has none upstream, so :data:`EXAONE3_MAPPINGS` spells it
-out. Calibration data: the training prompts with the base's answers, rendered through the chat template
-and passed pre-tokenized as a local ``datasets.Dataset``. On hosts without an accelerator the upstream
-``pin_memory`` crash is worked around (:mod:`compress.builders.cpu_workaround`).
+projection is smoothed against which projections) come from llm-compressor's registry by model class: it has
+its own EXAONE 4 entry (EXAONE 4 is post-norm, so only v_proj->o_proj and up_proj->down_proj) and Llama's.
+EXAONE 3.x has none, and needs none: it is loaded as the Llama network it is (:mod:`compress.folders.exaone3`)
+and written back in its own layout. AWQ never runs on a model its mappings do not fit: for a class without a
+registry entry llm-compressor falls back to the Llama names (``input_layernorm``, ``q_proj``, ...), and where
+they match nothing it would silently smooth nothing (plain round-to-nearest under AWQ's name).
+:func:`resolve_mappings` checks, before any calibration, that every mapping matches once per decoder layer,
+and fails with what did not match. Calibration data: the training prompts with the base's answers, rendered
+through the chat template and passed pre-tokenized as a local ``datasets.Dataset``. On hosts without an
+accelerator the upstream ``pin_memory`` crash is worked around (:mod:`compress.builders.cpu_workaround`).
 
 Recipe::
 
@@ -30,21 +34,14 @@ from compress.builders.common import (
     StepParams,
     base_answers,
     carry_side_files,
+    decoder_layers,
     load_causal_lm,
     load_tokenizer,
     pick_device,
+    save_like,
 )
 from compress.core.errors import CompressError
 from compress.folders.checks import read_config
-
-# EXAONE 3.x modules (remote code): transformer.h.<i>.{ln_1, attn.attention.{q,k,v,out}_proj, ln_2,
-# mlp.{c_fc_0 (gate), c_fc_1 (up), c_proj (down)}}. Pre-norm like llama, so llama's four mappings apply.
-EXAONE3_MAPPINGS = (
-    ("re:.*ln_1$", ("re:.*attention.q_proj$", "re:.*attention.k_proj$", "re:.*attention.v_proj$")),
-    ("re:.*attention.v_proj$", ("re:.*attention.out_proj$",)),
-    ("re:.*ln_2$", ("re:.*mlp.c_fc_0$", "re:.*mlp.c_fc_1$")),
-    ("re:.*mlp.c_fc_1$", ("re:.*mlp.c_proj$",)),
-)
 
 
 class AwqParams(StepParams):
@@ -83,18 +80,55 @@ def name_for(parent: str, params: AwqParams) -> str:
     return f"{parent}-llmc-awq"
 
 
-def mappings_for(architecture: str) -> tuple[list | None, str]:
-    """(mappings to pass, where they come from). None lets llm-compressor use its registry entry."""
-    from llmcompressor.modifiers.transform.awq import AWQ_MAPPING_REGISTRY, AWQMapping
+def resolve_mappings(model: Any) -> tuple[list, str, list[str]]:
+    """(the AWQ mappings llm-compressor would use for ``model``, where they come from, what AWQ will skip),
+    checked to fit: each mapping's smooth and balance layers must be found once in every decoder layer. Raises
+    before calibration otherwise (llm-compressor itself would skip what it cannot match and quantize without
+    smoothing). Skipped by design, and reported: v_proj -> o_proj where grouped-query attention makes v_proj
+    narrower than o_proj's input (llm-awq's rule, which llm-compressor keeps)."""
+    from compressed_tensors.utils import match_modules_set
+    from llmcompressor.modifiers.transform.awq import AWQ_MAPPING_REGISTRY
+    from llmcompressor.modifiers.transform.awq.dynamic_mappings import get_layer_mappings_from_model
 
-    if architecture == "ExaoneForCausalLM":
-        return [AWQMapping(s, list(b)) for s, b in EXAONE3_MAPPINGS], "compress.builders.awq.EXAONE3_MAPPINGS"
-    if architecture in AWQ_MAPPING_REGISTRY:
-        return None, f"llmcompressor AWQ_MAPPING_REGISTRY[{architecture!r}]"
-    raise CompressError(
-        f"AWQ has no mapping for architecture {architecture}",
-        "use a llama-like, EXAONE 4 or EXAONE 3.x model, or add a mapping in compress/builders/awq.py",
+    name = type(model).__name__
+    mappings = get_layer_mappings_from_model(model)
+    source = (
+        f"llmcompressor AWQ_MAPPING_REGISTRY[{name!r}]"
+        if name in AWQ_MAPPING_REGISTRY
+        else f"llmcompressor's default (Llama) mappings: {name} has no registry entry"
     )
+    layers = len(decoder_layers(model))
+    problems, skipped = [], []
+    for mapping in mappings:
+        label = f"{mapping.smooth_layer} -> {', '.join(mapping.balance_layers)}"
+        try:
+            sets = list(match_modules_set(model, (mapping.smooth_layer, *mapping.balance_layers)))
+        except ValueError as err:
+            problems.append(f"{label}: {err}")
+            continue
+        if len(sets) != layers:
+            problems.append(f"{label} matches {len(sets)} of {layers} decoder layers")
+            continue
+        narrower = sum(1 for smooth, *balance in sets if _narrower(smooth[0], [b for g in balance for b in g]))
+        if narrower:
+            skipped.append(f"{label} in {narrower} of {layers} layers (grouped-query attention: shapes differ)")
+    if problems:
+        raise CompressError(
+            f"AWQ has no mapping that fits {name} ({source}): " + "; ".join(problems),
+            "use a Llama-layout, EXAONE 4 or EXAONE 3.x model (3.x is loaded as Llama), or add an entry for "
+            f"{name} to llm-compressor's AWQ_MAPPING_REGISTRY",
+        )
+    return list(mappings), source, skipped
+
+
+def _narrower(smooth: Any, balance: list) -> bool:
+    """A linear smooth layer whose output is not its linear balance layers' input (v_proj -> o_proj, GQA)."""
+    import torch
+
+    linear = torch.nn.Linear
+    if not isinstance(smooth, linear):
+        return False
+    return any(isinstance(b, linear) and b.in_features != smooth.out_features for b in balance)
 
 
 def check_group_size(model: Any, group_size: int, ignore: tuple[str, ...]) -> None:
@@ -142,26 +176,27 @@ def run(src: Path, out: Path, params: AwqParams, ctx: BuildContext) -> dict[str,
             f"{src} is already quantized", "apply awq to an unquantized variant (awq goes last)"
         )
     arch = (config.get("architectures") or ["?"])[0]
-    mappings, mapping_source = mappings_for(arch)
     device = pick_device("auto")
     input_dtype = str(config.get("dtype") or config.get("torch_dtype") or "float32").replace("torch.", "")
     dtype = params.calibration_dtype
     if dtype == "auto":
         dtype = input_dtype if device == "cuda" else "float32"
 
-    samples = base_answers(ctx, max_new_tokens=params.max_answer_tokens)[: params.num_samples]
-    rows = [list(s.input_ids[: params.max_seq_length]) for s in samples]
-    dataset = Dataset.from_dict({"input_ids": rows, "attention_mask": [[1] * len(r) for r in rows]})
-
     tokenizer = load_tokenizer(src, trust_remote_code=ctx.trust_remote_code)
     model = load_causal_lm(src, dtype=dtype, device="cpu", trust_remote_code=ctx.trust_remote_code)
     check_group_size(model, params.group_size, params.ignore)
+    mappings, mapping_source, skipped = resolve_mappings(model)  # fails here, before any calibration
+
+    samples = base_answers(ctx, max_new_tokens=params.max_answer_tokens)[: params.num_samples]
+    rows = [list(s.input_ids[: params.max_seq_length]) for s in samples]
+    dataset = Dataset.from_dict({"input_ids": rows, "attention_mask": [[1] * len(r) for r in rows]})
     recipe = [
         AWQModifier(mappings=mappings, n_grid=params.n_grid, duo_scaling=params.duo_scaling),
         QuantizationModifier(targets=["Linear"], ignore=list(params.ignore), config_groups=scheme(params)),
     ]
     ctx.log(
-        f"awq: calibrating {arch} on {len(rows)} sequences, n_grid {params.n_grid}, mappings {mapping_source}"
+        f"awq: calibrating {arch} (as {type(model).__name__}) on {len(rows)} sequences, n_grid {params.n_grid}, "
+        f"mappings {mapping_source}"
     )
     started = time.perf_counter()
     extra = {"pipeline": params.pipeline} if params.pipeline else {}
@@ -180,7 +215,7 @@ def run(src: Path, out: Path, params: AwqParams, ctx: BuildContext) -> dict[str,
     seconds = time.perf_counter() - started
     if dtype != input_dtype:
         model.to(getattr(torch, input_dtype))
-    model.save_pretrained(out, save_compressed=True)
+    layout = save_like(model, out, src, save_compressed=True)
     carry_side_files(src, out)
     saved = read_config(out)
     if not saved.get("quantization_config"):
@@ -191,6 +226,9 @@ def run(src: Path, out: Path, params: AwqParams, ctx: BuildContext) -> dict[str,
     return {
         "scheme": f"W{params.bits}A16 {'sym' if params.symmetric else 'asym'} group {params.group_size}",
         "mappings": mapping_source,
+        "mapped_as": type(model).__name__,
+        "mappings_skipped": skipped,
+        "saved_layout": layout,
         "calibration": {
             "sequences": len(rows),
             "tokens": sum(len(r) for r in rows),

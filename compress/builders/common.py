@@ -55,7 +55,20 @@ class BuildContext:
     cache_dir: Path | None = None
     """Where the base's answers to the training prompts are kept (None: not kept)."""
     log: Callable[[str], None] = print
+    teachers: dict[str, Path] = field(default_factory=dict)
+    """Distill teachers a recipe names (``teacher = "..."``), resolved to folders by the build."""
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def teacher_dir(self, name: str | None) -> Path:
+        """The folder of a distill step's teacher: the base when unnamed."""
+        if name is None:
+            return self.base_dir
+        if name not in self.teachers:
+            raise CompressError(
+                f"distill teacher {name!r} was not resolved before the build",
+                "name a local model (python -m compress make-models) or a model folder",
+            )
+        return self.teachers[name]
 
 
 def carry_side_files(src: Path, dst: Path) -> list[str]:
@@ -118,18 +131,55 @@ def decoder_layers(model: Any) -> Any:
 
 
 def load_causal_lm(folder: Path, *, dtype: str, device: str, trust_remote_code: bool = False) -> Any:
+    """The model of a folder. EXAONE 3.x comes back as the ``LlamaForCausalLM`` it is (tensors renamed on
+    load, no remote code); :func:`save_like` writes such a model back in the folder's own layout."""
     import torch
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, LlamaForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(
-        folder, dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code, use_safetensors=True
+    from compress.folders.exaone3 import hf_load_kwargs
+
+    exaone3 = hf_load_kwargs(folder)
+    model_class = LlamaForCausalLM if exaone3 else AutoModelForCausalLM
+    model = model_class.from_pretrained(
+        folder,
+        dtype=getattr(torch, dtype),
+        trust_remote_code=trust_remote_code and not exaone3,
+        use_safetensors=True,
+        **exaone3,
     )
     return model.to(device)
+
+
+def save_like(model: Any, out: Path, src: Path, **save_kwargs: Any) -> str:
+    """``model.save_pretrained(out)`` in the layout of ``src``, the folder the model was loaded from: an EXAONE
+    3.x input is worked on as Llama and written back as EXAONE 3.x (renamed, exact), with its config's own
+    keys. Returns the layout written ("exaone3" or "as loaded")."""
+    import tempfile
+
+    from compress.folders import exaone3
+
+    source = read_config_dict(src)
+    if not exaone3.is_exaone3(source):
+        model.save_pretrained(out, **save_kwargs)
+        return "as loaded"
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}-llama-") as scratch:
+        model.save_pretrained(scratch, **save_kwargs)
+        exaone3.convert_folder(Path(scratch), out, to="exaone3", like=source)
+    return "exaone3"
+
+
+def read_config_dict(folder: Path) -> dict:
+    from compress.folders.checks import read_config
+
+    return read_config(folder)
 
 
 def load_tokenizer(folder: Path, *, trust_remote_code: bool = False) -> Any:
     from transformers import AutoTokenizer
 
+    from compress.folders.exaone3 import register_config
+
+    register_config(folder)  # EXAONE 3.x: AutoTokenizer resolves the config class first
     tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -167,19 +217,26 @@ def eos_ids(folder: Path, tokenizer: Any) -> set[int]:
 
 
 def base_answers(
-    ctx: BuildContext, *, max_new_tokens: int, device: str = "auto", batch_size: int = 16
+    ctx: BuildContext,
+    *,
+    max_new_tokens: int,
+    device: str = "auto",
+    batch_size: int = 16,
+    model_dir: Path | None = None,
 ) -> list[Sample]:
-    """The training prompts (chat template) with the base model's greedy float32 answers, as token ids.
+    """The training prompts (chat template) with a model's greedy float32 answers, as token ids: the base's,
+    or ``model_dir``'s (a distill teacher's).
 
-    The answers are the teacher's own: distilling on them asks the student to say what the base says.
-    Cached under ``ctx.cache_dir`` by the base's file hashes, the prompts and ``max_new_tokens``.
+    The answers are the teacher's own: distilling on them asks the student to say what the teacher says.
+    Cached under ``ctx.cache_dir`` by the model's file hashes, the prompts and ``max_new_tokens``.
     """
     from compress.core.prompts import load_training_prompts
     from compress.folders.manifest import folder_digest
 
+    model_dir = model_dir or ctx.base_dir
     prompts = load_training_prompts()
     key_src = {
-        "base": folder_digest(ctx.base_dir),
+        "base": folder_digest(model_dir),
         "prompts": [p.text for p in prompts],
         "max_new_tokens": max_new_tokens,
         "format": 1,
@@ -190,7 +247,7 @@ def base_answers(
         data = json.loads(cache_file.read_text(encoding="utf-8"))
         return [Sample(tuple(s["input_ids"]), int(s["loss_start"])) for s in data["samples"]]
 
-    samples = _generate_answers(ctx, [p.text for p in prompts], max_new_tokens, device, batch_size)
+    samples = _generate_answers(ctx, model_dir, [p.text for p in prompts], max_new_tokens, device, batch_size)
     if cache_file is not None:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         payload = {
@@ -202,23 +259,21 @@ def base_answers(
 
 
 def _generate_answers(
-    ctx: BuildContext, prompts: list[str], max_new_tokens: int, device: str, batch_size: int
+    ctx: BuildContext, model_dir: Path, prompts: list[str], max_new_tokens: int, device: str, batch_size: int
 ) -> list[Sample]:
     import torch
     from tqdm import tqdm
 
     device = pick_device(device)
-    tokenizer = load_tokenizer(ctx.base_dir, trust_remote_code=ctx.trust_remote_code)
-    model = load_causal_lm(
-        ctx.base_dir, dtype="float32", device=device, trust_remote_code=ctx.trust_remote_code
-    )
+    tokenizer = load_tokenizer(model_dir, trust_remote_code=ctx.trust_remote_code)
+    model = load_causal_lm(model_dir, dtype="float32", device=device, trust_remote_code=ctx.trust_remote_code)
     model.eval()
-    stops = eos_ids(ctx.base_dir, tokenizer)
+    stops = eos_ids(model_dir, tokenizer)
     pad = tokenizer.pad_token_id
     samples: list[Sample] = []
     encoded = [prompt_ids(tokenizer, p) for p in prompts]
     for start in tqdm(
-        range(0, len(encoded), batch_size), desc="base answers (training prompts)", unit="batch"
+        range(0, len(encoded), batch_size), desc=f"{model_dir.name} answers (training prompts)", unit="batch"
     ):
         chunk = encoded[start : start + batch_size]
         width = max(len(c) for c in chunk)

@@ -1,8 +1,13 @@
-"""Logit distillation: the student (the input folder) learns to match the base's next-token distribution.
+"""Logit distillation: the student (the input folder) learns to match a teacher's next-token distribution.
+
+The teacher is the matrix's base unless the step names one (``teacher = "tiny-exaone4-teacher"`` or a
+folder path): a larger model of the student's family, of any depth, whose tokenizer must be the student's
+(:mod:`compress.builders.teacher` refuses another, with the reason). The manifest records the teacher's name,
+path and fingerprint.
 
 Loss: forward KL(teacher || student) on temperature-softened distributions, times T², averaged over the
 *response* tokens only (the answer after the chat template's assistant header), computed in float32.
-Data: the project's training prompts (never the gate's) with the base's own greedy answers, or a text
+Data: the project's training prompts (never the gate's) with the teacher's own greedy answers, or a text
 file. Every ``holdout_every``-th sequence is kept out of training, and the KD loss before and after is
 measured on those held-out sequences, so the manifest reports generalisation, not memorisation. The
 teacher's log-probabilities are computed once before training (the teacher never changes), so each step
@@ -14,6 +19,7 @@ Runs on CUDA when there is a GPU, else on the CPU (the local models). The result
 Recipe::
 
     [step.distill]
+    # teacher = "tiny-exaone4-teacher"   # default: the base
     steps = 24           # optimizer steps of batch_size sequences
     batch_size = 16
     lr = 3e-4
@@ -44,6 +50,7 @@ from compress.builders.common import (
     load_causal_lm,
     load_tokenizer,
     pick_device,
+    save_like,
     text_file_samples,
 )
 from compress.core.errors import CompressError
@@ -51,6 +58,11 @@ from compress.folders.checks import read_config
 
 
 class DistillParams(StepParams):
+    teacher: str | None = Field(
+        default=None,
+        description="the model to learn from: a local model name (python -m compress make-models) or a model "
+        "folder, larger or of another depth, with the student's tokenizer; unset: the matrix's base",
+    )
     steps: int = Field(default=60, ge=1, description="optimizer steps")
     batch_size: int = Field(default=8, ge=1, description="sequences per step")
     lr: float = Field(default=5e-5, gt=0)
@@ -90,21 +102,30 @@ def name_for(parent: str, params: DistillParams) -> str:
 def run(src: Path, out: Path, params: DistillParams, ctx: BuildContext) -> dict[str, Any]:
     import torch
 
-    if same_weights(src, ctx.base_dir):
+    from compress.builders import teacher as teachers
+
+    teacher_dir = ctx.teacher_dir(params.teacher)
+    tokenizer = load_tokenizer(src, trust_remote_code=ctx.trust_remote_code)
+    if params.teacher is not None:
+        teacher_tokenizer = load_tokenizer(teacher_dir, trust_remote_code=ctx.trust_remote_code)
+        teachers.check_teacher(src, teacher_dir, tokenizer, teacher_tokenizer)
+    teacher_info = teachers.describe(teacher_dir, named=params.teacher, base_dir=ctx.base_dir)
+    if same_weights(src, teacher_dir):
         # KL(teacher || student) is exactly 0 with zero gradients: training could not change a weight.
         link_model_files(src, out)
-        reason = "the student has the teacher's weights (base distilled from itself): KD loss 0, nothing to learn"
+        reason = "the student has the teacher's weights (distilled from itself): KD loss 0, nothing to learn"
         ctx.log(f"distill: skipped, {reason}")
-        return {"teacher": str(ctx.base_dir), "skipped": reason, "loss_curve": []}
+        return {"teacher": teacher_info, "skipped": reason, "loss_curve": []}
     device = pick_device(params.device)
     torch.manual_seed(params.seed)
-    tokenizer = load_tokenizer(src, trust_remote_code=ctx.trust_remote_code)
     if params.text_file:
         samples = text_file_samples(Path(params.text_file), tokenizer, max_tokens=params.text_chunk_tokens)
         data = f"text file {params.text_file}"
     else:
-        samples = base_answers(ctx, max_new_tokens=params.max_answer_tokens, device=params.device)
-        data = "training prompts with the base's greedy answers"
+        samples = base_answers(
+            ctx, max_new_tokens=params.max_answer_tokens, device=params.device, model_dir=teacher_dir
+        )
+        data = f"training prompts with the {'base' if teacher_info['is_base'] else 'teacher'}'s greedy answers"
     samples = [s for s in samples if len(s.input_ids) > s.loss_start]
     if not samples:
         raise CompressError("distillation has no response tokens to learn from", "check the training data")
@@ -114,7 +135,7 @@ def run(src: Path, out: Path, params: DistillParams, ctx: BuildContext) -> dict[
     measure = held_out or train_set
 
     started = time.perf_counter()
-    teacher = load_causal_lm(ctx.base_dir, dtype="float32", device=device, trust_remote_code=ctx.trust_remote_code)
+    teacher = load_causal_lm(teacher_dir, dtype="float32", device=device, trust_remote_code=ctx.trust_remote_code)
     targets = teacher_log_probs(teacher, train_set, params, pad_id=pad_id, device=device)
     measure_targets = (
         teacher_log_probs(teacher, held_out, params, pad_id=pad_id, device=device) if held_out else targets
@@ -124,7 +145,7 @@ def run(src: Path, out: Path, params: DistillParams, ctx: BuildContext) -> dict[
 
     student = load_causal_lm(src, dtype="float32", device=device, trust_remote_code=ctx.trust_remote_code)
     trained = freeze_outside(student, layer_range(src, params.train_layers, len(decoder_layers(student))))
-    ctx.log(f"distill: training {trained} on {len(train_set)} sequences")
+    ctx.log(f"distill: training {trained} on {len(train_set)} sequences from teacher {teacher_info['name']}")
     before = evaluate(student, measure, measure_targets, params, pad_id=pad_id, device=device)
     ctx.log(f"distill: KD loss on {len(measure)} {measured_on} sequences before training: {before:.4f}")
     started = time.perf_counter()
@@ -136,16 +157,17 @@ def run(src: Path, out: Path, params: DistillParams, ctx: BuildContext) -> dict[
     save_dtype = _save_dtype(params.save_dtype, read_config(src))
     student.to(getattr(torch, save_dtype))
     student.config.use_cache = True
-    student.save_pretrained(out, safe_serialization=True)
+    layout = save_like(student, out, src, safe_serialization=True)
     carry_side_files(src, out)
     return {
-        "teacher": str(ctx.base_dir),
+        "teacher": teacher_info,
         "data": data,
         "sequences": len(train_set),
         "held_out_sequences": len(held_out),
         "response_tokens": sum(len(s.input_ids) - s.loss_start for s in train_set),
         "device": device,
         "saved_dtype": save_dtype,
+        "saved_layout": layout,
         "trained": trained,
         "kd_loss_measured_on": measured_on,
         "kd_loss_before": round(before, 6),

@@ -17,6 +17,7 @@ COMMANDS = {
     "make-models": "compress.cli.make_models",
     "init": "compress.cli.init_recipe",
     "build": "compress.cli.build",
+    "convert": "compress.cli.convert",
     "verify": "compress.cli.verify",
     "eval-compare": "compress.cli.eval_compare",
     "bench": "compress.cli.bench",

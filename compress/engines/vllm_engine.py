@@ -42,6 +42,7 @@ class VllmEngine:
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         kwargs = llm_kwargs(self.model_dir, dtype=dtype, cuda=self.device != "cpu", **options)
         kwargs.setdefault("max_logprobs", MAX_LOGPROBS)
+        register_config_classes(self.model_dir)
         started = time.perf_counter()
         self.llm = LLM(**kwargs)
         self.load_seconds = time.perf_counter() - started
@@ -173,6 +174,14 @@ def llm_kwargs(
     if gpu_memory_utilization is not None:
         kwargs["gpu_memory_utilization"] = gpu_memory_utilization
     return kwargs
+
+
+def register_config_classes(model_dir: str) -> None:
+    """EXAONE 3.x: vLLM has the model (``ExaoneForCausalLM``) but not its config class, which would come from
+    the folder's remote code; register this project's (:mod:`compress.folders.exaone3_config`)."""
+    from compress.folders.exaone3 import register_config
+
+    register_config(model_dir)
 
 
 def _default_max_model_len(model_dir: str) -> int:

@@ -7,10 +7,11 @@ from pathlib import Path
 
 from compress.core.errors import CompressError
 
-# Architectures the builders and engines know. EXAONE 3.x needs remote code (trust_remote_code=True).
+# Architectures the builders and engines know. EXAONE 3.x runs without its remote code: HF loads it as the
+# Llama network it is and vLLM gets its config class from here (compress/folders/exaone3.py).
 SUPPORTED_ARCHITECTURES = {
     "Exaone4ForCausalLM": "EXAONE 4.0",
-    "ExaoneForCausalLM": "EXAONE 3.x (remote code)",
+    "ExaoneForCausalLM": "EXAONE 3.0/3.5 (no remote code needed)",
     "LlamaForCausalLM": "llama layout (SmolLM2 and friends)",
     "Qwen2ForCausalLM": "llama layout (Qwen2, Qwen2.5)",
     "MistralForCausalLM": "llama layout (Mistral)",
@@ -62,11 +63,6 @@ def check_model_folder(
         known = ", ".join(SUPPORTED_ARCHITECTURES)
         what = f"unsupported architecture {arch!r}" if arch else "no architectures list in config.json"
         raise CompressError(f"model folder {folder} has {what}", f"use one of: {known}")
-    if arch == "ExaoneForCausalLM" and not trust_remote_code:
-        raise CompressError(
-            f"model folder {folder} is EXAONE 3.x, which runs remote code from the folder",
-            "pass --trust-remote-code if you trust that folder's Python files",
-        )
     if not any(p.is_file() for p in folder.glob("*.safetensors")):
         has_bin = any(p.is_file() for pattern in PICKLED for p in folder.glob(pattern))
         raise CompressError(

@@ -143,7 +143,7 @@ OPTIONS: tuple[GateOption, ...] = (
     GateOption("--gate-tensor-parallel-size", "tensor_parallel_size", "GPUs per model for vLLM (default: 1); "
                "under xdist each worker gets N GPUs", default=1, metavar="N", type=int, old="--tensor-parallel-size"),
     GateOption("--gate-trust-remote-code", "trust_remote_code", "allow Python code from model folders "
-               "(EXAONE 3.x); off by default", default=False, switch=True),
+               "(EXAONE 3.x no longer needs it); off by default", default=False, switch=True),
     GateOption("--gate-thresholds", "thresholds_file", f"per-variant floors (default: {DEFAULT_THRESHOLDS})",
                metavar="TOML"),
     GateOption("--gate-report", "report_file", "eval-compare style report of the run (default: "

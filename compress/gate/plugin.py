@@ -19,6 +19,7 @@ from compress.core.errors import CompressError
 from compress.engines.select import has_cuda
 from compress.evaluation.quality import QualityPlan
 from compress.evaluation.run import run_from_dict, run_to_dict
+from compress.folders.atomic import read_manifest
 from compress.folders.provenance import FolderProvenance
 from compress.gate import cases
 from compress.gate.options import NOTHING_TO_GATE, OPTIONS, junit_file_for, resolve_gate
@@ -295,6 +296,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
         "models loaded: "
         + ", ".join(f"{x['variant']} ({x['worker']}, {x['status']}{_again(x)}{_load(x)})" for x in loads)
     )
+    same = [v for v in cfg.variants if (read_manifest(cfg.folder(v)) or {}).get("same_as_base")]
+    if same:  # the build's manifest says so: a pass here is the baseline passing against itself, not a result
+        terminalreporter.write_line(f"same as base (weights identical to {cfg.baseline}): {', '.join(same)}")
     for name, warning in unbuilt.items():
         terminalreporter.write_line(f"warning: {name}: {warning}", yellow=True)
     if ship:

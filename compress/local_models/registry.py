@@ -38,6 +38,13 @@ LOCAL_MODELS = {
     for m in (
         LocalModel("smollm2", "smollm2-135m-instruct", "compress.local_models.smollm2", "make_smollm2"),
         LocalModel("tiny-exaone4", "tiny-exaone4", "compress.local_models.tiny_exaone4", "make_tiny_exaone4"),
+        LocalModel(
+            "tiny-exaone4-teacher",
+            "tiny-exaone4-teacher",
+            "compress.local_models.tiny_exaone4",
+            "make_tiny_exaone4_teacher",
+        ),
+        LocalModel("tiny-exaone3", "tiny-exaone3", "compress.local_models.tiny_exaone3", "make_tiny_exaone3"),
     )
 }
 """In the order ``make-models`` makes them."""

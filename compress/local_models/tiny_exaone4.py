@@ -40,6 +40,7 @@ from compress.folders.atomic import atomic_folder, folder_lock, read_manifest
 from compress.local_models import registry
 
 NAME = "tiny-exaone4"
+TEACHER_NAME = "tiny-exaone4-teacher"
 CORPUS = "tiny_exaone4_corpus.toml"
 PROMPTS = "tiny_exaone4_prompts.toml"
 """The tiny model's frozen copy of the training prompts (see that file): its weights must not follow edits to
@@ -96,11 +97,25 @@ class Recipe:
     training stalls at "the the the"; small updates train in seconds."""
 
 
+TEACHER = Recipe(
+    hidden_size=256,
+    intermediate_size=512,
+    num_hidden_layers=12,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    steps=150,
+)
+"""A larger EXAONE-4 teacher for the tiny model's ``base-distilled``: twice as wide (hidden 256, 4 heads / 2 KV
+heads of 64), 12 layers instead of 30 (1.6x the parameters: 7.6 M), trained 1.5x as long on the same text. Its
+tokenizer is trained from the same text with the same settings, so it is the student's, token for token (the
+distill step checks that). As in a real family (EXAONE-4.0-32B teaching 1.2B), teacher and student differ in
+width and depth, not in vocabulary."""
+
 log = logging.getLogger(__name__)
 
 
-def default_dir() -> Path:
-    return paths.sources_dir() / NAME
+def default_dir(name: str = NAME) -> Path:
+    return paths.sources_dir() / name
 
 
 # --- the training text -------------------------------------------------------------------------------
@@ -231,7 +246,7 @@ def train(model, examples: list[list[int]], recipe: Recipe) -> list[float]:
     losses: list[float] = []
     stream: list[int] = []
     step_tokens = recipe.batch_size * recipe.block_size
-    bar = tqdm(range(recipe.steps), desc=f"{NAME}: train", unit="step", leave=False)
+    bar = tqdm(range(recipe.steps), desc="train", unit="step", leave=False)
     for _ in bar:
         while len(stream) < step_tokens:
             epoch = list(examples)
@@ -315,7 +330,14 @@ def build_model(recipe: Recipe | None = None) -> tuple:
     return tokenizer, model, summary
 
 
-def make_tiny_exaone4(dest: Path | None = None, force: bool = False, recipe: Recipe | None = None) -> Path:
+def make_tiny_exaone4_teacher(dest: Path | None = None, force: bool = False) -> Path:
+    """Make the larger teacher (:data:`TEACHER`) at ``dest`` (default: sources/tiny-exaone4-teacher)."""
+    return make_tiny_exaone4(dest or default_dir(TEACHER_NAME), force=force, recipe=TEACHER, name=TEACHER_NAME)
+
+
+def make_tiny_exaone4(
+    dest: Path | None = None, force: bool = False, recipe: Recipe | None = None, name: str = NAME
+) -> Path:
     """Make the tiny EXAONE-4 folder at ``dest`` (default: sources/tiny-exaone4) and return its path.
 
     Returns at once when the folder is complete (has its manifest) and was made from the same recipe,
@@ -324,7 +346,7 @@ def make_tiny_exaone4(dest: Path | None = None, force: bool = False, recipe: Rec
     ``[|endofturn|]``) and manifest.json (recipe, training summary, weights' sha256, one checked answer).
     """
     recipe = recipe or Recipe()
-    dest = Path(dest) if dest is not None else default_dir()
+    dest = Path(dest) if dest is not None else default_dir(name)
     with folder_lock(dest):
         existing = read_manifest(dest)
         if not force and existing is not None and existing.get("recipe") == dataclasses.asdict(recipe):
@@ -332,13 +354,13 @@ def make_tiny_exaone4(dest: Path | None = None, force: bool = False, recipe: Rec
         tokenizer, model, summary = build_model(recipe)
         log.info(
             "%s: trained %d steps in %.1f s, loss %s -> %s",
-            NAME,
+            name,
             summary["steps"],
             summary["train_seconds"],
             summary["first_loss"],
             summary["final_loss"],
         )
-        info = {"name": NAME, "recipe": dataclasses.asdict(recipe), "train": summary}
+        info = {"name": name, "recipe": dataclasses.asdict(recipe), "train": summary}
         with atomic_folder(dest, info=info) as tmp:
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)

@@ -19,6 +19,9 @@ from compress.build.matrix import BuildResult, build_matrix
 from compress.build.recipe import Recipe, load_recipe
 from compress.core import paths
 
+TINY3_CI_VARIANTS = ["base", "base-distilled", "compressed-l29-distilled-llmc-awq"]
+"""With what they start from: base, base-distilled, compressed-l29, compressed-l29-distilled and the AWQ one."""
+
 
 @dataclass(frozen=True)
 class BuiltMatrix:
@@ -49,7 +52,42 @@ def tiny_exaone4_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_matrix(tiny_exaone4_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> BuiltMatrix:
+def tiny_exaone4_teacher_dir() -> Path:
+    from compress.local_models.tiny_exaone4 import make_tiny_exaone4_teacher
+
+    return make_tiny_exaone4_teacher()
+
+
+@pytest.fixture(scope="session")
+def tiny_exaone3_dir() -> Path:
+    from compress.local_models.tiny_exaone3 import make_tiny_exaone3
+
+    return make_tiny_exaone3()
+
+
+def _build(name: str, variants: list[str] | None = None) -> BuiltMatrix:
+    recipe = load_recipe(name, profile="quick")
+    out = paths.matrix_dir(recipe.matrix)
+    started = time.perf_counter()
+    results = build_matrix(recipe, out_dir=out, variants=variants)
+    seconds = time.perf_counter() - started
+    print(f"\n{name} matrix (quick): {seconds:.1f} s")
+    for r in results:
+        print(f"  {r.variant:<36} {r.status:<10} {r.seconds:6.1f} s")
+    return BuiltMatrix(recipe, out, results, seconds)
+
+
+@pytest.fixture(scope="session")
+def tiny3_matrix(tiny_exaone3_dir: Path) -> BuiltMatrix:
+    """The tiny EXAONE-3 variants CI builds (tox.ini: every step kind, one AWQ run), quick profile; tox builds
+    them before the tests, so here they are normally reused at once."""
+    return _build("tiny-exaone3", TINY3_CI_VARIANTS)
+
+
+@pytest.fixture(scope="session")
+def tiny_matrix(
+    tiny_exaone4_dir: Path, tiny_exaone4_teacher_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> BuiltMatrix:
     """All eight tiny EXAONE-4 variants, quick profile, built once."""
     # The shared matrix folder: tox builds it before the tests, so here it is normally reused at once, and the
     # evaluation env's tests read the very folders these tests checked.

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
 import torch
 
-from compress.builders.awq import EXAONE3_MAPPINGS, check_group_size, mappings_for
+from compress.builders.awq import check_group_size, resolve_mappings
 from compress.core.errors import CompressError
 
 AWQ_VARIANTS = [
@@ -52,50 +51,52 @@ def test_llm_compressor_has_its_own_exaone4_mapping() -> None:
     pairs = [(m.smooth_layer, tuple(m.balance_layers)) for m in AWQ_MAPPING_REGISTRY["Exaone4ForCausalLM"]]
     # EXAONE 4 is post-norm: no norm -> q/k/v or norm -> gate/up mappings.
     assert pairs == [("re:.*v_proj$", ("re:.*o_proj$",)), ("re:.*up_proj$", ("re:.*down_proj$",))]
-    assert mappings_for("Exaone4ForCausalLM") == (
-        None,
-        "llmcompressor AWQ_MAPPING_REGISTRY['Exaone4ForCausalLM']",
-    )
+    assert "ExaoneForCausalLM" not in AWQ_MAPPING_REGISTRY  # EXAONE 3.x: none upstream, hence the Llama layout
 
 
-def test_exaone3_mapping_matches_its_modules() -> None:
-    """EXAONE 3.x module names (remote code): each smooth layer and its balance layers exist, once a layer."""
-    layer = "transformer.h.7"
-    modules = [
-        f"{layer}.ln_1",
-        f"{layer}.attn.attention.q_proj",
-        f"{layer}.attn.attention.k_proj",
-        f"{layer}.attn.attention.v_proj",
-        f"{layer}.attn.attention.out_proj",
-        f"{layer}.ln_2",
-        f"{layer}.mlp.c_fc_0",
-        f"{layer}.mlp.c_fc_1",
-        f"{layer}.mlp.c_proj",
-        "transformer.ln_f",
-        "lm_head",
-    ]
+def _tiny(kind: str):
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
-    def matches(pattern: str) -> list[str]:
-        return [m for m in modules if re.match(pattern.removeprefix("re:"), m)]
+    torch.manual_seed(0)
+    if kind == "llama":
+        return LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                            num_attention_heads=2, num_key_value_heads=1))
+    return GPT2LMHeadModel(GPT2Config(vocab_size=64, n_embd=32, n_layer=2, n_head=2))
 
-    expected = {
-        "ln_1": ["q_proj", "k_proj", "v_proj"],
-        "v_proj": ["out_proj"],
-        "ln_2": ["c_fc_0", "c_fc_1"],
-        "c_fc_1": ["c_proj"],
-    }
-    assert len(EXAONE3_MAPPINGS) == len(expected)
-    for smooth, balance in EXAONE3_MAPPINGS:
-        (smooth_name,) = matches(smooth)
-        balanced = [name for pattern in balance for name in matches(pattern)]
-        assert [b.rsplit(".", 1)[1] for b in balanced] == expected[smooth_name.rsplit(".", 1)[1]]
-    mappings, source = mappings_for("ExaoneForCausalLM")
-    assert source.endswith("EXAONE3_MAPPINGS") and len(mappings) == 4
+
+def test_mappings_resolve_once_per_layer_or_awq_refuses() -> None:
+    """llm-compressor falls back to the Llama names for a class it does not know and, where they match nothing,
+    smooths nothing without a word (round-to-nearest under AWQ's name). The builder refuses instead."""
+    mappings, source, skipped = resolve_mappings(_tiny("llama"))
+    assert source == "llmcompressor AWQ_MAPPING_REGISTRY['LlamaForCausalLM']" and len(mappings) == 4
+    # 2 heads, 1 KV head: v_proj is half as wide as o_proj's input, and AWQ skips that pair by design
+    assert skipped == ["re:.*v_proj$ -> re:.*o_proj$ in 2 of 2 layers (grouped-query attention: shapes differ)"]
+    with pytest.raises(CompressError) as err:
+        resolve_mappings(_tiny("gpt2"))
+    text = str(err.value)
+    assert "AWQ has no mapping that fits GPT2LMHeadModel" in text and "no registry entry" in text
+    assert "re:.*input_layernorm$ -> re:.*q_proj$, re:.*k_proj$, re:.*v_proj$ matches 0 of 2 decoder layers" in text
+
+
+def test_awq_fails_before_calibrating_a_model_no_mapping_fits(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from compress.builders import awq
+    from compress.builders.common import BuildContext
+
+    src = tmp_path / "gpt2"
+    _tiny("gpt2").save_pretrained(src)
+
+    def no_calibration(*args, **kwargs):
+        raise AssertionError("calibration data was asked for: AWQ went on with a mapping that does not fit")
+
+    monkeypatch.setattr(awq, "base_answers", no_calibration)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(CompressError, match="AWQ has no mapping that fits GPT2LMHeadModel"):
+        awq.run(src, out, awq.AwqParams(group_size=32), BuildContext(base_dir=src))
+    assert not any(out.iterdir())
 
 
 def test_unknown_architecture_and_bad_group_size_fail_with_a_fix() -> None:
-    with pytest.raises(CompressError, match="no mapping for architecture GPT2LMHeadModel"):
-        mappings_for("GPT2LMHeadModel")
     model = torch.nn.Sequential()
     model.add_module("q_proj", torch.nn.Linear(576, 64))
     model.add_module("lm_head", torch.nn.Linear(576, 100))

@@ -66,13 +66,44 @@ def test_tiny_exaone4_distillation_lowers_the_kd_loss(tiny_matrix) -> None:
     assert result["data"] == "training prompts with the base's greedy answers"
 
 
-def test_distilling_the_base_from_itself_is_a_no_op(tiny_matrix, tiny_exaone4_dir: Path) -> None:
-    """Teacher and student are the same weights: KL is 0, so the step links the files instead of training."""
-    result = tiny_matrix.manifest("base-distilled")["steps"][0]["result"]
-    assert "nothing to learn" in result["skipped"]
-    assert (tiny_matrix["base-distilled"] / "model.safetensors").read_bytes() == (
+def test_base_distilled_learns_from_the_larger_teacher(
+    tiny_matrix, tiny_exaone4_dir: Path, tiny_exaone4_teacher_dir: Path
+) -> None:
+    """The recipe names tiny-exaone4-teacher: the base moves toward it on held-out teacher answers, the manifest
+    records the teacher's fingerprint, and the variant is not a copy of the base."""
+    from compress.folders.manifest import folder_digest
+
+    manifest = tiny_matrix.manifest("base-distilled")
+    result = manifest["steps"][0]["result"]
+    teacher = result["teacher"]
+    print(
+        f"\nbase-distilled from {teacher['name']} ({teacher['layers']} layers, hidden {teacher['hidden_size']}): "
+        f"held-out KD loss {result['kd_loss_before']:.4f} -> {result['kd_loss_after']:.4f}"
+    )
+    assert teacher["name"] == "tiny-exaone4-teacher" and teacher["is_base"] is False
+    assert teacher["digest"] == folder_digest(tiny_exaone4_teacher_dir) and teacher["weights_sha256"]
+    assert result["data"] == "training prompts with the teacher's greedy answers"
+    assert result["kd_loss_measured_on"] == "held-out" and result["kd_loss_after"] < result["kd_loss_before"]
+    assert manifest["same_as_base"] is False
+    assert (tiny_matrix["base-distilled"] / "model.safetensors").read_bytes() != (
         tiny_exaone4_dir / "model.safetensors"
     ).read_bytes()
+    steps = manifest["fingerprint_parts"]["steps"]
+    assert steps[0]["teacher_digest"] == teacher["digest"]  # a retrained teacher rebuilds the variant
+
+
+def test_a_teacher_with_another_tokenizer_is_refused_before_training(
+    tiny_exaone4_dir: Path, smollm2_dir: Path, tmp_path: Path
+) -> None:
+    from compress.builders import distill
+    from compress.builders.common import BuildContext
+
+    ctx = BuildContext(base_dir=tiny_exaone4_dir, teachers={"smollm2": smollm2_dir})
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(CompressError, match=r"cannot teach .*vocabularies differ .*Fix: distill from a teacher"):
+        distill.run(tiny_exaone4_dir, out, distill.DistillParams(teacher="smollm2"), ctx)
+    assert not any(out.iterdir())
 
 
 def test_held_out_split_keeps_every_nth_sequence_out_of_training() -> None:

@@ -270,14 +270,36 @@ def test_temp_folders_of_dead_writers_are_removed(tmp_path: Path) -> None:
 # --- the command -------------------------------------------------------------------------------------
 
 
-def test_make_models_command_reports_both_folders(
-    smollm2_dir: Path, tiny_exaone4_dir: Path, capsys: pytest.CaptureFixture[str]
+def test_make_models_command_reports_every_folder(
+    smollm2_dir: Path,
+    tiny_exaone4_dir: Path,
+    tiny_exaone4_teacher_dir: Path,
+    tiny_exaone3_dir: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert main(["make-models"]) == 0
     out = capsys.readouterr().out
     assert f"[smollm2] up to date: {smollm2_dir}" in out
     assert f"[tiny-exaone4] up to date: {tiny_exaone4_dir}" in out
-    assert "Exaone4ForCausalLM, 30 layers" in out
+    assert f"[tiny-exaone4-teacher] up to date: {tiny_exaone4_teacher_dir}" in out
+    assert f"[tiny-exaone3] up to date: {tiny_exaone3_dir}" in out
+    assert "Exaone4ForCausalLM, 30 layers" in out and "Exaone4ForCausalLM, 12 layers" in out
+    assert "ExaoneForCausalLM, 30 layers" in out
+
+
+def test_the_teacher_is_larger_with_the_students_tokenizer(
+    tiny_exaone4_dir: Path, tiny_exaone4_teacher_dir: Path
+) -> None:
+    """The larger tiny EXAONE-4 that base-distilled learns from: wider, shallower, more parameters, trained
+    longer to a lower loss on the same text, and the very same tokenizer file."""
+    student, teacher = _config(tiny_exaone4_dir), _config(tiny_exaone4_teacher_dir)
+    assert (teacher["hidden_size"], teacher["num_hidden_layers"]) == (256, 12)
+    assert (student["hidden_size"], student["num_hidden_layers"]) == (128, 30)
+    tokenizer = "tokenizer.json"
+    assert (tiny_exaone4_teacher_dir / tokenizer).read_bytes() == (tiny_exaone4_dir / tokenizer).read_bytes()
+    s_train, t_train = read_manifest(tiny_exaone4_dir)["train"], read_manifest(tiny_exaone4_teacher_dir)["train"]
+    assert t_train["steps"] > s_train["steps"] and t_train["final_loss"] < s_train["final_loss"]
+    print(f"\nteacher: {t_train}\nstudent: {s_train}")
 
 
 def test_make_models_rejects_an_unknown_model(capsys: pytest.CaptureFixture[str]) -> None:

@@ -36,7 +36,7 @@ def minimal(**extra: object) -> dict:
     return data
 
 
-@pytest.mark.parametrize("matrix", ["smollm2", "tiny-exaone4"])
+@pytest.mark.parametrize("matrix", ["smollm2", "tiny-exaone4", "tiny-exaone3"])
 @pytest.mark.parametrize("profile", ["quick", "full"])
 def test_shipped_recipes_hold_the_eight_variants(matrix: str, profile: str) -> None:
     recipe = load_recipe(matrix, profile=profile)
@@ -69,7 +69,7 @@ def test_default_profile_is_full() -> None:
 
 
 def test_builtin_recipes_are_packaged() -> None:
-    assert {"smollm2", "tiny-exaone4"} <= set(builtin_recipes())
+    assert {"smollm2", "tiny-exaone4", "tiny-exaone3"} <= set(builtin_recipes())
 
 
 def test_inline_parameters_and_explicit_names() -> None:

@@ -59,11 +59,10 @@ def test_a_bad_folder_is_one_line_with_the_fix(tmp_path: Path, defect: str) -> N
     assert str(folder) in text and "\n" not in text and text.count("Fix:") == 1
 
 
-def test_exaone3_needs_trust_remote_code_asked_for(tmp_path: Path) -> None:
+def test_exaone3_is_accepted_without_remote_code(tmp_path: Path) -> None:
+    """EXAONE 3.x loads as the Llama network it is (HF) and with this project's config class (vLLM)."""
     folder = checkpoint_folder(tmp_path / "exaone3", architecture="ExaoneForCausalLM")
-    with pytest.raises(CompressError, match=r"is EXAONE 3\.x, which runs remote code.*Fix: pass --trust-remote-code"):
-        check_model_folder(folder)
-    assert check_model_folder(folder, trust_remote_code=True)["num_layers"] == 4
+    assert check_model_folder(folder)["num_layers"] == 4
 
 
 @pytest.mark.parametrize("defect", CASES)
