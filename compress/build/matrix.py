@@ -253,8 +253,9 @@ def fingerprint_parts(
         "format": FORMAT,
         "input": {"digest": input_digest, "fingerprint": parent_fingerprint},
         "steps": steps,
-        # Steps learn from the base (teacher) and its answers to the training prompts.
-        "teacher": base_digest if variant.steps else None,
+        # Steps may learn from the base and its answers to the training prompts (a distill step's named teacher
+        # is in that step's part above).
+        "base": base_digest if variant.steps else None,
         "training_data": data_digest if variant.steps else None,
     }
 
@@ -280,7 +281,7 @@ def _build_variant(
         "base": {
             "name": recipe.base,
             "path": str(base_dir),
-            "digest": parts["teacher"] or folder_digest(base_dir),
+            "digest": parts["base"] or folder_digest(base_dir),
         },
         "input": {
             "variant": variant.parent or "base model",

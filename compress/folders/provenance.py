@@ -45,6 +45,9 @@ class FolderProvenance:
     """The base model's name and content digest, ``name@digest``."""
     lineage: list[dict] = field(default_factory=list)
     """From the base to this folder: ``[{"variant": ..., "steps": [{"step": ..., "params": {...}}]}]``."""
+    same_as_base: bool = False
+    """The build found its weights identical to the base's (a distill step whose teacher is the student):
+    its figures are the baseline's own, not a result."""
 
     @property
     def warning(self) -> str | None:
@@ -89,6 +92,7 @@ def folder_provenance(folder: str | Path) -> FolderProvenance | None:
         profile=manifest.get("profile"),
         base=f"{base.get('name')}@{_short(base.get('digest'))}" if base else None,
         lineage=_lineage(manifest),
+        same_as_base=manifest.get("same_as_base") is True,
     )
 
 

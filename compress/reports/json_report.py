@@ -67,6 +67,8 @@ class FolderInfo(_Strict):
     base: str | None = None
     lineage: list[dict] = []
     """Every build step from the base to this folder, with its parameters."""
+    same_as_base: bool = False
+    """Its build found the base's weights (teacher = student): its figures are the baseline's own."""
 
 
 class CaseVerdicts(_Strict):

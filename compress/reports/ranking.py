@@ -72,6 +72,8 @@ def _entry(model: ModelReport) -> RankedVariant:
         why = "failed " + ", ".join(verdict.failed[:5]) + more
     elif verdict.passed == 0:
         why = "no case passed (all skipped)"
+    elif model.provenance is not None and model.provenance.same_as_base:
+        why = "same as base (its build changed no weight)"
     return RankedVariant(
         name=model.name,
         eligible=why is None,

@@ -117,6 +117,8 @@ def notes(report: CompareReport) -> list[str]:
         elif m.non_empty_count is not None and m.non_empty_count < len(report.prompts):
             empty = [o.id for o in m.outputs if not o.non_empty]
             lines.append(f"empty output: {m.name} on {len(empty)} prompt(s): {', '.join(empty)}")
+        if m.provenance is not None and m.provenance.same_as_base:
+            lines.append(f"same as base: {m.name} holds the baseline's weights (its build changed nothing).")
         if m.provenance is not None and not m.provenance.manifest:
             lines.append(f"no manifest.json: {m.name} (built elsewhere): identified by its weights hash only.")
         if m.deterministic is False:

@@ -134,3 +134,15 @@ def test_a_merged_report_names_the_variant_to_ship_over_every_runners_variants()
     merged = merge_reports([("a.json", first), ("b.json", second)])
     assert merged.recommendation is not None and merged.recommendation.variant == "l29-awq"
     assert [r.name for r in merged.recommendation.ranking] == ["l29-awq", "awq", "l29"]
+
+
+def test_a_copy_of_the_base_is_never_the_variant_to_ship_and_the_table_says_same_as_base(tmp_path) -> None:
+    report = _report({"l29": _passed(), "awq": _passed(), "l29-awq": _passed()})
+    copy = report.models["l29-awq"].provenance.model_copy(update={"same_as_base": True})  # the smallest
+    report.models["l29-awq"] = report.models["l29-awq"].model_copy(update={"provenance": copy})
+    report = with_case_verdicts(report, {n: _passed() for n in ("l29", "awq", "l29-awq")})
+    rec = report.recommendation
+    assert rec is not None and rec.variant == "awq"
+    assert rec.ranking[-1].name == "l29-awq" and rec.ranking[-1].why_not == "same as base (its build changed no weight)"
+    write_markdown(report, tmp_path / "r.md")
+    assert "same as base: l29-awq holds the baseline's weights" in (tmp_path / "r.md").read_text()
