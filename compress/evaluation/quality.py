@@ -104,13 +104,15 @@ def judgeable_formats(base: TaskResult, items: list[TaskItem]) -> tuple[bool, bo
 
 
 def measure_variant(engine: Engine, plan: QualityPlan, baseline: Quality) -> Quality:
-    """The variant replays every baseline reference and answers the tasks."""
+    """The variant replays every baseline reference and answers the tasks: with ``judgeable_only``, only in
+    the formats the baseline's own figures can support (:func:`judgeable_formats`); a format left out has
+    empty fields and the gate reports it as not judged, with the baseline's accuracy."""
     started = time.perf_counter()
     quality = Quality()
     if plan.fidelity:
         quality.fidelity = {name: score_variant(engine, ref, plan.top_k) for name, ref in baseline.references.items()}
     if plan.tasks and baseline.tasks is not None:
         mc, short = judgeable_formats(baseline.tasks, plan.tasks) if plan.judgeable_only else (True, True)
-        quality.tasks = run_tasks(engine, plan.tasks, short=short) if (mc or short) else None
+        quality.tasks = run_tasks(engine, plan.tasks, mc=mc, short=short) if (mc or short) else None
     quality.seconds = time.perf_counter() - started
     return quality

@@ -42,21 +42,24 @@ class TaskResult:
         return cls(**{k: tuple(v) for k, v in data.items()})
 
 
-def run_tasks(engine: Engine, items: list[TaskItem], *, short: bool = True) -> TaskResult:
-    """Both formats; ``short=False`` leaves the short answers out (empty), where they could not be judged."""
-    requests = [mc_request(engine, item.mc_context, choice) for item in items for choice in item.choices]
-    scored = iter(engine.score(requests, top_k=1))
-    choice, choice_norm = [], []
-    for item in items:
-        sums = [sum(p.target_logprob for p in next(scored)) for _ in item.choices]
-        choice.append(pick_choice(sums))
-        choice_norm.append(pick_choice(sums, item.choices, normalize=True))
+def run_tasks(engine: Engine, items: list[TaskItem], *, mc: bool = True, short: bool = True) -> TaskResult:
+    """Both formats; ``mc=False`` or ``short=False`` leaves that format out (its fields empty), where the
+    baseline showed it could not be judged."""
+    choice: list[int] = []
+    choice_norm: list[int] = []
+    if mc:
+        requests = [mc_request(engine, item.mc_context, text) for item in items for text in item.choices]
+        scored = iter(engine.score(requests, top_k=1))
+        for item in items:
+            sums = [sum(p.target_logprob for p in next(scored)) for _ in item.choices]
+            choice.append(pick_choice(sums))
+            choice_norm.append(pick_choice(sums, item.choices, normalize=True))
     answers = engine.chat([item.prompt for item in items], SHORT_ANSWER).texts if short else []
     return TaskResult(
         item_ids=tuple(item.id for item in items),
         choice=tuple(choice),
         choice_norm=tuple(choice_norm),
-        mc_correct=tuple(c == item.answer_index for c, item in zip(choice, items, strict=True)),
+        mc_correct=tuple(c == item.answer_index for c, item in zip(choice, items, strict=False)),
         answers=tuple(answers),
         short_correct=tuple(check_short_answer(a, item.answers) for a, item in zip(answers, items, strict=False)),
         n_choices=tuple(len(item.choices) for item in items),

@@ -231,14 +231,14 @@ def task_verdicts(base: TaskResult, mine: TaskResult, items: list[TaskItem]) -> 
         ("short answer", base.short_correct, mine.short_correct, 0.0),
     ):
         acc = accuracy(b)
-        if not v:
-            note = (f"{label}: not measured for variants, the baseline's accuracy {acc.acc:.3f} ({acc.correct}/"
-                    f"{acc.n}) cannot support a recovery to +-{MAX_RECOVERY_SE}")  # fmt: skip
-            verdicts.append(TaskVerdict(label, None, note))
-            continue
         if not above_chance(b, floor):
             note = (f"{label}: not judged, the baseline's accuracy {acc.acc:.3f} ({acc.correct}/{acc.n}, SE "
                     f"{acc.se:.3f}) is not clearly above chance ({floor:.2f})")  # fmt: skip
+            verdicts.append(TaskVerdict(label, None, note + ("; not measured for variants" if not v else "")))
+            continue
+        if not v:
+            note = (f"{label}: not measured for variants, the baseline's accuracy {acc.acc:.3f} ({acc.correct}/"
+                    f"{acc.n}) cannot support a recovery to +-{MAX_RECOVERY_SE}")  # fmt: skip
             verdicts.append(TaskVerdict(label, None, note))
             continue
         r = recovery(b, v)

@@ -159,8 +159,8 @@ def task_info(items_n: int, mine: TaskResult, base: TaskResult | None, chance: f
     mc, short = accuracy(mine.mc_correct), accuracy(mine.short_correct)
     info: dict = {
         "n_items": items_n,
-        "mc_accuracy": mc.acc,
-        "mc_accuracy_se": mc.se,
+        "mc_accuracy": mc.acc if mine.mc_correct else None,
+        "mc_accuracy_se": mc.se if mine.mc_correct else None,
         "short_accuracy": short.acc if mine.short_correct else None,
         "short_accuracy_se": short.se if mine.short_correct else None,
         "chance": chance,

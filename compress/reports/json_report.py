@@ -174,8 +174,9 @@ class TaskInfo(_Strict):
     """The task set (compress/data/tasks/): accuracy per scoring format, and recovery against the baseline."""
 
     n_items: int
-    mc_accuracy: float
-    mc_accuracy_se: float
+    mc_accuracy: float | None
+    """None: not measured (a variant, where the baseline's multiple choice could not support a recovery)."""
+    mc_accuracy_se: float | None
     short_accuracy: float | None = None
     """None: not measured (a variant, where the baseline's short answers could not support a recovery)."""
     short_accuracy_se: float | None = None

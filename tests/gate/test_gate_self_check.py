@@ -14,6 +14,7 @@ Three pytest runs of tests/gate/test_release_gate.py in subprocesses (options fr
    recorded from other weights fail, the baseline's golden stripped of its provenance passes with a warning,
    nothing is rewritten, no model is loaded twice across workers;
 3. ``--snapshot-update``: the tampered goldens are rewritten to what run 1 wrote; other gates' files stay.
+   Runs 2 and 3 share one ``--gate-baseline-cache``: run 3 reads the baseline's answers run 2 made.
 """
 
 from __future__ import annotations
@@ -316,7 +317,8 @@ def test_golden_mismatches_fail_and_only_snapshot_update_rewrites(first_run: Fir
     base.write_text(json.dumps(old, indent=2, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8")
     before = {p: p.read_text(encoding="utf-8") for p in (good, empty, slow, base)}
 
-    proc = run_gate(selfcheck, "-n", "2", "--gate-variants", "good,empty,slow", "-k", "test_golden")
+    cache = ("--gate-baseline-cache", str(selfcheck / "baseline-cache"))  # runs 2 and 3 measure base once
+    proc = run_gate(selfcheck, "-n", "2", "--gate-variants", "good,empty,slow", "-k", "test_golden", *cache)
     results = outcomes(selfcheck / "reports" / f"{GATE}-junit.xml")
     assert results["test_golden[base]"][0] == "passed", proc.stdout[-3000:]
     state, text = results["test_golden[good]"]
@@ -335,8 +337,10 @@ def test_golden_mismatches_fail_and_only_snapshot_update_rewrites(first_run: Fir
     assert sorted(v for v, _ in loaded) == ["base", "empty", "good", "slow"], loads[1]  # each once, over 2 workers
     assert len({w for _, w in loaded}) == 2
 
-    proc = run_gate(selfcheck, "--gate-variants", "good,empty", "-k", "test_golden", "--snapshot-update")
+    proc = run_gate(selfcheck, "--gate-variants", "good,empty", "-k", "test_golden", "--snapshot-update", *cache)
     assert proc.returncode == 0, proc.stdout[-3000:]
+    loads = re.search(r"models loaded: (.*)", proc.stdout)
+    assert loads and "base (" not in loads[1], proc.stdout[-3000:]  # the baseline came from run 2's file
     assert {p: p.read_text(encoding="utf-8") for p in (good, empty)} == written
     assert (selfcheck / "golden" / "other-gate" / "base.vllm-float32.json").is_file()
     assert (golden / "slow.vllm-float32.json").is_file()  # not part of this run: neither unused nor deleted
