@@ -23,8 +23,11 @@ gate_run() {  # gate_run GATE LABEL CACHE LIMIT_S [pytest args]
   grep -E "^models loaded" "$OUT/$label.log" | tee -a "$OUT/levers.txt"
 }
 case $step in
-one)  # one GATE LABEL CACHE LIMIT_S [pytest args]: a single run, e.g. sequential with --gate-variants
-  gate_run "$@"; tar -cf "$OUT/goldens.tar" golden/
+one)  # one GATE LABEL CACHE LIMIT_S [pytest args]: a single run, e.g. sequential with --gate-variants; the
+  # goldens and the run's reports (its JSON, runs and speed files: goldens_from_report.py, report merge) come back
+  # (gzip: SmolLM2's runs file alone is 12.6 MB, and $OUT returns files of at most 16 MB)
+  gate_run "$@"; tar -cf "$OUT/goldens.tar" golden/; tar -czf "$OUT/reports-$2.tgz" reports/gate 2>/dev/null
+  grep -E "variant to ship|speedup|snapshot" "$OUT/$2.log" | tail -12
   ;;
 record)  # cold: xdist x4 on a fresh compile cache, speed cases left out; goldens come back in goldens.tar.
   # 2026-12-01, H200: both gates HUNG this way (tiny: 27 passed, then 22 errors, then no progress until the
