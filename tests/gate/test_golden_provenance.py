@@ -119,7 +119,7 @@ def test_a_golden_older_than_provenance_is_compared_by_its_answers(ext: GoldenJS
 
 
 def test_the_committed_cpu_goldens_carry_the_weights_they_were_recorded_from() -> None:
-    for gate in ("tiny-exaone4", "smollm2"):
+    for gate in ("tiny-exaone4", "tiny-exaone3", "smollm2"):
         files = sorted((REPO / "golden" / gate).glob("*.json"))
         cpu = [f for f in files if not f.stem.endswith("-cuda")]
         assert cpu, gate
