@@ -85,32 +85,14 @@ def tiny3_matrix(tiny_exaone3_dir: Path) -> BuiltMatrix:
 
 
 @pytest.fixture(scope="session")
-def tiny_matrix(
-    tiny_exaone4_dir: Path, tiny_exaone4_teacher_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> BuiltMatrix:
+def tiny_matrix(tiny_exaone4_dir: Path, tiny_exaone4_teacher_dir: Path) -> BuiltMatrix:
     """All eight tiny EXAONE-4 variants, quick profile, built once."""
     # The shared matrix folder: tox builds it before the tests, so here it is normally reused at once, and the
     # evaluation env's tests read the very folders these tests checked.
-    recipe = load_recipe("tiny-exaone4", profile="quick")
-    out = paths.matrix_dir(recipe.matrix)
-    started = time.perf_counter()
-    results = build_matrix(recipe, out_dir=out)
-    seconds = time.perf_counter() - started
-    print(f"\ntiny-exaone4 matrix (quick): {seconds:.1f} s")
-    for r in results:
-        print(f"  {r.variant:<36} {r.status:<10} {r.seconds:6.1f} s")
-    return BuiltMatrix(recipe, out, results, seconds)
+    return _build("tiny-exaone4")
 
 
 @pytest.fixture(scope="session")
-def smollm2_l29(smollm2_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> BuiltMatrix:
+def smollm2_l29(smollm2_dir: Path) -> BuiltMatrix:
     """SmolLM2's compressed-l29 and compressed-l29-distilled, quick profile (what the main job builds)."""
-    recipe = load_recipe("smollm2", profile="quick")
-    out = paths.matrix_dir(recipe.matrix)
-    started = time.perf_counter()
-    results = build_matrix(recipe, out_dir=out, variants=["compressed-l29-distilled"])
-    seconds = time.perf_counter() - started
-    print(f"\nsmollm2 compressed-l29(-distilled) (quick): {seconds:.1f} s")
-    for r in results:
-        print(f"  {r.variant:<36} {r.status:<10} {r.seconds:6.1f} s")
-    return BuiltMatrix(recipe, out, results, seconds)
+    return _build("smollm2", ["compressed-l29-distilled"])
