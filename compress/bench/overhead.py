@@ -21,7 +21,6 @@ which would otherwise land on whichever side ran first.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,7 @@ from compress.evaluation.speed import SpeedWorkload
 from compress.evaluation.timing import round_ratios, summarize
 from compress.folders.checks import check_model_folder
 from compress.folders.matrix import BASELINE, list_variants
+from compress.gate.child_env import child_env
 from compress.gate.session import SHARED_GPU_MEMORY, SPEED_ROUNDS, SPEED_WARMUP
 
 TARGET_RATIO = 1.10
@@ -191,7 +191,7 @@ def gate_command(settings: OverheadSettings, plan: Plan, tmp: Path) -> list[str]
 
 def _env() -> dict[str, str]:
     """Both sides get the settings the gate's conftest would set, so neither logs or forks differently."""
-    env = dict(os.environ)
+    env = child_env()
     env.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
     env.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
     return env

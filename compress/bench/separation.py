@@ -12,7 +12,6 @@ degraded copy of X is what a bad rebuild of X would look like, so X's floors mus
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from compress.core.tasks import load_tasks
 from compress.evaluation.run import ModelRun, run_from_dict
 from compress.folders.matrix import BASELINE
 from compress.gate.checks import GateFailure, check_fidelity, check_task_accuracy, task_verdicts
+from compress.gate.child_env import child_env
 from compress.gate.report import runs_file_for
 from compress.gate.thresholds import Thresholds, VariantThresholds, load_thresholds
 from compress.local_models import degrade
@@ -103,7 +103,7 @@ def run_gate(repo: Path, models: Path, name: str, out: Path, *extra: str) -> tup
         "--gate-report", str(report), *extra,
     ]  # fmt: skip
     with (out / f"{name}.log").open("w") as log:
-        subprocess.run(cmd, cwd=repo, env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT, check=False)
+        subprocess.run(cmd, cwd=repo, env=child_env(), stdout=log, stderr=subprocess.STDOUT, check=False)
     runs_file = runs_file_for(report)
     if not report.is_file() or not runs_file.is_file():
         raise CompressError(f"the gate wrote no report; see {out / f'{name}.log'}", "fix what the log shows")

@@ -187,7 +187,7 @@ def run(src: Path, out: Path, params: AwqParams, ctx: BuildContext) -> dict[str,
     check_group_size(model, params.group_size, params.ignore)
     mappings, mapping_source, skipped = resolve_mappings(model)  # fails here, before any calibration
 
-    samples = base_answers(ctx, max_new_tokens=params.max_answer_tokens)[: params.num_samples]
+    samples = base_answers(ctx, max_new_tokens=params.max_answer_tokens, limit=params.num_samples)
     rows = [list(s.input_ids[: params.max_seq_length]) for s in samples]
     dataset = Dataset.from_dict({"input_ids": rows, "attention_mask": [[1] * len(r) for r in rows]})
     recipe = [

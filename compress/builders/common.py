@@ -108,9 +108,7 @@ def pick_device(requested: str = "auto") -> str:
     if requested == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise CompressError(
-            f"device {requested!r} was asked for but no CUDA GPU is visible", 'use device = "auto"'
-        )
+        raise CompressError(f"device {requested!r} was asked for but no CUDA GPU is visible", 'use device = "auto"')
     return requested
 
 
@@ -223,31 +221,52 @@ def base_answers(
     device: str = "auto",
     batch_size: int = 16,
     model_dir: Path | None = None,
+    limit: int | None = None,
 ) -> list[Sample]:
     """The training prompts (chat template) with a model's greedy float32 answers, as token ids: the base's,
-    or ``model_dir``'s (a distill teacher's).
+    or ``model_dir``'s (a distill teacher's). ``limit`` asks for the first ``limit`` only.
 
     The answers are the teacher's own: distilling on them asks the student to say what the teacher says.
-    Cached under ``ctx.cache_dir`` by the model's file hashes, the prompts and ``max_new_tokens``.
+    They are made and cached under ``ctx.cache_dir`` one batch at a time (a batch's key: the model's file
+    hashes, that batch's prompts, ``batch_size`` and ``max_new_tokens``), so a step that reads the first few
+    (importance scoring, AWQ calibration) waits only for those, and they are the same token for token as the
+    ones a full run makes: each batch is generated alone, padded only to its own longest prompt.
     """
+    from tqdm import tqdm
+
     from compress.core.prompts import load_training_prompts
     from compress.folders.manifest import folder_digest
 
     model_dir = model_dir or ctx.base_dir
-    prompts = load_training_prompts()
-    key_src = {
-        "base": folder_digest(model_dir),
-        "prompts": [p.text for p in prompts],
-        "max_new_tokens": max_new_tokens,
-        "format": 1,
-    }
+    prompts = [p.text for p in load_training_prompts()]
+    wanted = len(prompts) if limit is None else max(0, min(limit, len(prompts)))
+    digest = folder_digest(model_dir)
+    generator = _AnswerGenerator(ctx, model_dir, max_new_tokens, device)
+    starts = range(0, wanted, batch_size)
+    samples: list[Sample] = []
+    try:
+        for start in tqdm(starts, desc=f"{model_dir.name} answers (training prompts)", unit="batch"):
+            chunk = prompts[start : start + batch_size]
+            key_src = {
+                "base": digest,
+                "prompts": chunk,
+                "batch_size": batch_size,
+                "max_new_tokens": max_new_tokens,
+                "format": 2,
+            }
+            samples += _cached_batch(ctx, key_src, lambda chunk=chunk: generator.answer(chunk))
+    finally:
+        generator.close()
+    return samples[:wanted]
+
+
+def _cached_batch(ctx: BuildContext, key_src: dict, make: Callable[[], list[Sample]]) -> list[Sample]:
     key = hashlib.sha256(json.dumps(key_src, sort_keys=True).encode()).hexdigest()[:24]
     cache_file = ctx.cache_dir / f"answers-{key}.json" if ctx.cache_dir else None
     if cache_file is not None and cache_file.is_file():
         data = json.loads(cache_file.read_text(encoding="utf-8"))
         return [Sample(tuple(s["input_ids"]), int(s["loss_start"])) for s in data["samples"]]
-
-    samples = _generate_answers(ctx, model_dir, [p.text for p in prompts], max_new_tokens, device, batch_size)
+    samples = make()
     if cache_file is not None:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         payload = {
@@ -258,39 +277,45 @@ def base_answers(
     return samples
 
 
-def _generate_answers(
-    ctx: BuildContext, model_dir: Path, prompts: list[str], max_new_tokens: int, device: str, batch_size: int
-) -> list[Sample]:
-    import torch
-    from tqdm import tqdm
+class _AnswerGenerator:
+    """Greedy float32 answers through HF ``generate``; the model loads at the first batch not in the cache."""
 
-    device = pick_device(device)
-    tokenizer = load_tokenizer(model_dir, trust_remote_code=ctx.trust_remote_code)
-    model = load_causal_lm(model_dir, dtype="float32", device=device, trust_remote_code=ctx.trust_remote_code)
-    model.eval()
-    stops = eos_ids(model_dir, tokenizer)
-    pad = tokenizer.pad_token_id
-    samples: list[Sample] = []
-    encoded = [prompt_ids(tokenizer, p) for p in prompts]
-    for start in tqdm(
-        range(0, len(encoded), batch_size), desc=f"{model_dir.name} answers (training prompts)", unit="batch"
-    ):
-        chunk = encoded[start : start + batch_size]
+    def __init__(self, ctx: BuildContext, model_dir: Path, max_new_tokens: int, device: str) -> None:
+        self.ctx, self.model_dir, self.max_new_tokens, self.device = ctx, model_dir, max_new_tokens, device
+        self.model: Any = None
+
+    def _load(self) -> None:
+        self.device = pick_device(self.device)
+        trust = self.ctx.trust_remote_code
+        self.tokenizer = load_tokenizer(self.model_dir, trust_remote_code=trust)
+        self.model = load_causal_lm(self.model_dir, dtype="float32", device=self.device, trust_remote_code=trust)
+        self.model.eval()
+        self.stops = eos_ids(self.model_dir, self.tokenizer)
+        self.pad = self.tokenizer.pad_token_id
+
+    def answer(self, prompts: list[str]) -> list[Sample]:
+        import torch
+
+        if self.model is None:
+            self._load()
+        device, pad, stops = self.device, self.pad, self.stops
+        chunk = [prompt_ids(self.tokenizer, p) for p in prompts]
         width = max(len(c) for c in chunk)
         ids = torch.tensor([[pad] * (width - len(c)) + c for c in chunk], device=device)
         mask = torch.tensor([[0] * (width - len(c)) + [1] * len(c) for c in chunk], device=device)
         with torch.inference_mode():
-            out = model.generate(
+            out = self.model.generate(
                 input_ids=ids,
                 attention_mask=mask,
                 do_sample=False,
                 temperature=None,
                 top_p=None,
                 top_k=None,
-                max_new_tokens=max_new_tokens,
+                max_new_tokens=self.max_new_tokens,
                 pad_token_id=pad,
                 eos_token_id=sorted(stops) or None,
             )
+        samples: list[Sample] = []
         for row, prompt in zip(out[:, width:].tolist(), chunk, strict=True):
             answer = []
             for tok in row:
@@ -301,8 +326,10 @@ def _generate_answers(
                 while answer and answer[-1] == pad:
                     answer.pop()
             samples.append(Sample(tuple(prompt + answer), len(prompt)))
-    del model
-    return samples
+        return samples
+
+    def close(self) -> None:
+        self.model = None
 
 
 def text_file_samples(path: Path, tokenizer: Any, *, max_tokens: int) -> list[Sample]:

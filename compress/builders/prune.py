@@ -263,8 +263,9 @@ def run(src: Path, out: Path, params: PruneParams, ctx: BuildContext) -> dict[st
         drop = given
         result["selection"] = "index"
     else:
-        samples = base_answers(ctx, max_new_tokens=params.max_answer_tokens, device=params.device)
-        samples = samples[: params.calibration_samples]
+        samples = base_answers(
+            ctx, max_new_tokens=params.max_answer_tokens, device=params.device, limit=params.calibration_samples
+        )
         tokenizer = load_tokenizer(src, trust_remote_code=ctx.trust_remote_code)
         scores = importance.block_influence(
             src,

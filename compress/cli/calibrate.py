@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import shlex
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from pathlib import Path
 
 from compress.core.atomicio import check_writable_file, write_text_atomic
 from compress.core.errors import CompressError
+from compress.gate.child_env import child_env
 from compress.gate.options import OPTIONS, GateSetup, resolve_gate
 
 REPO = Path(__file__).resolve().parents[2]
@@ -154,7 +154,7 @@ def _measure(setup: GateSetup, args: argparse.Namespace, work: Path, index: int)
     print(f"calibrate: run {index + 1} of {args.runs} ({what}): {shlex.join(cmd)}", flush=True)
     started = time.perf_counter()
     with log.open("w", encoding="utf-8") as handle:
-        code = subprocess.run(cmd, stdout=handle, stderr=subprocess.STDOUT, env=dict(os.environ), check=False)
+        code = subprocess.run(cmd, stdout=handle, stderr=subprocess.STDOUT, env=child_env(), check=False)
     print(f"calibrate: run {index + 1} took {time.perf_counter() - started:.0f} s (log: {log})", flush=True)
     failed = _failed_cases(report.with_name(f"{report.stem}-junit.xml"))
     runs_file = runs_file_for(report)

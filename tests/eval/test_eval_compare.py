@@ -1,6 +1,8 @@
 """`python -m compress eval-compare` through the real vLLM CPU engine.
 
-One run (module-scoped) compares the local SmolLM2 with four candidates made from it: a hard-linked copy
+One run (module-scoped) compares the local tiny EXAONE-4 (a real chat template and tokenizer at a size whose
+loads take seconds; SmolLM2's real answers are the gate's and test_engines' business) with four candidates
+made from it: a hard-linked copy
 (must match exactly), a folder that does not exist and one with unreadable weights (both must be reported
 as failed while the others still run), and one whose final norm is zeroed (must be caught as empty output).
 Three models load; the tests read that one report. The argument checks below it load nothing.
@@ -19,6 +21,7 @@ from compress.local_models.registry import local_model
 from compress.reports import CompareReport
 
 # Small enough to keep the three loads the bulk of the time; the fixed prompts are the default.
+BASE = "tiny-exaone4"
 MAX_TOKENS = 16
 TASKS = Path(__file__).resolve().parents[2] / "compress/data/tasks/checkable_qa.jsonl"
 TIMING_ARGS = ["--warmup", "1", "--repeats", "2", "--max-tokens", str(MAX_TOKENS)]
@@ -26,7 +29,7 @@ TIMING_ARGS = ["--warmup", "1", "--repeats", "2", "--max-tokens", str(MAX_TOKENS
 
 @pytest.fixture(scope="module")
 def compare_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    base = local_model("smollm2")
+    base = local_model(BASE)
     root = tmp_path_factory.mktemp("variants")
     candidates = [
         link_copy(base, root / "copy"),
@@ -35,7 +38,7 @@ def compare_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
         zero_final_norm(base, root / "zero-norm"),
     ]
     report_file = tmp_path_factory.mktemp("reports") / "eval_compare.json"
-    # small quality sets: the fields and the second plot are what is pinned here, not SmolLM2's figures
+    # small quality sets: the fields and the second plot are what is pinned here, not the model's figures
     fidelity = root / "fidelity.txt"
     fidelity.write_text("Name a fruit that is yellow.\nWhat do bees make?\n", encoding="utf-8")
     tasks = root / "tasks.jsonl"
@@ -62,7 +65,7 @@ def test_writes_json_table_and_plot_beside_each_other(compare_run: dict) -> None
     assert (folder / "eval_compare-fidelity.png").read_bytes()[:4] == b"\x89PNG"
     assert (folder / "eval_compare.png").read_bytes()[:4] == b"\x89PNG"
     table = (folder / "eval_compare.md").read_text()
-    for name in ("smollm2-135m-instruct (baseline)", "copy", "missing", "broken-weights", "zero-norm"):
+    for name in (f"{BASE} (baseline)", "copy", "missing", "broken-weights", "zero-norm"):
         assert f"| {name} |" in table
 
 
@@ -82,13 +85,13 @@ def test_exit_code_says_models_failed(compare_run: dict) -> None:
 
 def test_report_schema(compare_run: dict) -> None:
     raw = compare_run["raw"]
-    assert raw["kind"] == "eval-compare" and raw["baseline"] == "smollm2-135m-instruct"
+    assert raw["kind"] == "eval-compare" and raw["baseline"] == BASE
     assert len(raw["prompts"]) == 10  # the fixed prompts, EN + KO
     assert {p["lang"] for p in raw["prompts"]} >= {"en", "ko"}
     assert raw["sampling"]["temperature"] == 0.0 and raw["sampling"]["min_tokens"] == 8
     assert raw["sampling"]["max_tokens"] == MAX_TOKENS
     assert raw["settings"]["warmup"] == 1 and raw["settings"]["repeats"] == 2
-    base = raw["models"]["smollm2-135m-instruct"]
+    base = raw["models"][BASE]
     for key in (
         "elapsed", "speedup", "avg_similarity", "exact_match", "non_empty_count", "non_empty_rate", "outputs",
         "load_seconds", "output_tokens", "tokens_per_second", "token_speedup", "timing", "engine", "status",
@@ -103,7 +106,7 @@ def test_report_schema(compare_run: dict) -> None:
 
 def test_baseline_and_copy_agree_exactly(compare_run: dict) -> None:
     models = compare_run["report"].models
-    base, copy = models["smollm2-135m-instruct"], models["copy"]
+    base, copy = models[BASE], models["copy"]
     for m in (base, copy):
         assert m.status == "ok" and m.non_empty_count == 10 and m.deterministic is True
         assert m.load_seconds and m.load_seconds > 0 and m.elapsed and m.elapsed > 0

@@ -42,7 +42,9 @@ def _unavailable(message: str) -> None:
 
 def _run(cmds: dict[str, list[str]], work: Path, timings: dict) -> dict[str, subprocess.CompletedProcess]:
     """Run the commands at once (each with one OpenMP thread) and wait for all; log each to work/<step>.log."""
-    env = {**os.environ, **({"OMP_NUM_THREADS": "1"} if len(cmds) > 1 else {})}
+    # Not this pytest's own variables: under xdist they would make the gate's pytest think it is a worker.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    env.update({"OMP_NUM_THREADS": "1"} if len(cmds) > 1 else {})
     started = time.perf_counter()
     procs = {step: subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
              for step, cmd in cmds.items()}  # fmt: skip
