@@ -23,7 +23,7 @@ from compress.folders.atomic import read_manifest
 from compress.folders.provenance import FolderProvenance
 from compress.gate import cases
 from compress.gate.options import NOTHING_TO_GATE, OPTIONS, junit_file_for, resolve_gate
-from compress.gate.session import GateSession, pin_worker_gpus, share_cpu_threads
+from compress.gate.session import GateSession, pin_worker_gpus, share_cpu_threads, workers_share_a_gpu
 from compress.gate.snapshot import GoldenJSONExtension
 
 MARKERS = (
@@ -36,6 +36,8 @@ WORKER_RUNS = pytest.StashKey[list]()
 SUMMARY = pytest.StashKey[tuple]()
 GATES_NOTHING = pytest.StashKey[bool]()
 """True when the run selected only gate cases and there is no models folder: those cases error."""
+SHARES_GPU = pytest.StashKey[bool]()
+"""True in an xdist worker whose GPU other workers' engines use too (session.workers_share_a_gpu)."""
 OUTCOMES = pytest.StashKey[dict]()
 """nodeid -> (variant, case id, timed, passed|failed|error|skipped), from the reports (the controller's)."""
 
@@ -101,8 +103,10 @@ def pytest_configure(config: pytest.Config) -> None:
         if config.pluginmanager.hasplugin("xdist"):
             config.pluginmanager.register(_XdistHooks(config), "release-gate-xdist")
     else:
+        workers = int(config.workerinput.get("workercount", 1))
+        config.stash[SHARES_GPU] = workers_share_a_gpu(workers, cfg.tensor_parallel_size)
         pin_worker_gpus(worker, cfg.tensor_parallel_size)
-        share_cpu_threads(int(config.workerinput.get("workercount", 1)))
+        share_cpu_threads(workers)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -167,6 +171,7 @@ def gate_session(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
         quality=quality,
         shared_dir=shared,
         worker=worker or "main",
+        shares_gpu=config.stash.get(SHARES_GPU, False),
     )
     config.stash[SESSION] = session
     yield session

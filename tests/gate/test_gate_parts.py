@@ -16,6 +16,7 @@ from compress.core.errors import CompressError
 from compress.core.prompts import Prompt
 from compress.core.similarity import compare_outputs
 from compress.engines import BatchResult, Generation, SamplingConfig
+from compress.engines.vllm_engine import llm_kwargs
 from compress.evaluation.run import ModelRun, run_from_dict, run_to_dict
 from compress.evaluation.speed import SpeedRounds, SpeedWorkload, interleaved_rounds
 from compress.evaluation.timing import Timing
@@ -29,7 +30,7 @@ from compress.gate.checks import (
 )
 from compress.gate.options import junit_file_for, resolve_gate
 from compress.gate.report import with_speed_verdicts
-from compress.gate.session import GateSession, pin_worker_gpus
+from compress.gate.session import SHARED_KV_CACHE_BYTES, GateSession, pin_worker_gpus, workers_share_a_gpu
 from compress.gate.snapshot import GoldenJSONExtension, answer_drift, golden_key, golden_problem, golden_record
 from compress.gate.thresholds import Thresholds, load_thresholds
 from compress.reports.compare import build_report
@@ -439,6 +440,41 @@ def test_interleaved_speed_rounds_cancel_drift_and_load_each_model_once(
     assert loads == [("base", "timing"), ("good", None), ("slow", None)]  # each model loaded once
     assert gate.workload.sampling.ignore_eos and gate.runs["good"].timing.runs == good.candidate
     gate.close()
+
+
+class _KwargsEngine(_FakeEngine):
+    opened: ClassVar[list[dict]] = []
+
+    def __init__(self, model_dir: object, **kwargs: object) -> None:
+        super().__init__(model_dir, **kwargs)
+        _KwargsEngine.opened.append(kwargs)
+
+
+def test_workers_sharing_a_gpu_give_vllm_a_fixed_kv_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """vLLM's memory profiling counts other processes' GPU memory as its own: engines of workers sharing a GPU
+    get a fixed KV cache instead, so one worker's engine starting or closing cannot fail another's start."""
+    monkeypatch.setattr("compress.gate.session.visible_gpu_count", lambda: 1)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert workers_share_a_gpu(2) and not workers_share_a_gpu(1)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")  # the user's list counts, not /dev
+    assert not workers_share_a_gpu(2) and workers_share_a_gpu(2, tensor_parallel_size=2)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    monkeypatch.setattr("compress.gate.session.visible_gpu_count", lambda: 0)
+    assert not workers_share_a_gpu(4)  # no GPU: nothing to share
+
+    import compress.evaluation.run as run_module
+
+    monkeypatch.setattr(run_module, "open_engine", _KwargsEngine)
+    for name in ("base", "good"):
+        (tmp_path / "m" / name).mkdir(parents=True)
+    setup = resolve_gate(models_dir=str(tmp_path / "m"), rootdir=REPO)
+    _KwargsEngine.opened = []
+    GateSession(setup, measure_speed=False, shares_gpu=True).run("good")
+    GateSession(setup, measure_speed=False).run("good")
+    assert [k.get("kv_cache_memory_bytes") for k in _KwargsEngine.opened] == [SHARED_KV_CACHE_BYTES, None]
+    kwargs = llm_kwargs("m", dtype="float32", cuda=True, max_model_len=64, kv_cache_memory_bytes=SHARED_KV_CACHE_BYTES)
+    assert kwargs["kv_cache_memory_bytes"] == SHARED_KV_CACHE_BYTES
+    assert "kv_cache_memory_bytes" not in llm_kwargs("m", dtype="float32", cuda=True, max_model_len=64)
 
 
 class _DtypeEngine(_FakeEngine):
