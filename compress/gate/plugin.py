@@ -98,8 +98,6 @@ def pytest_configure(config: pytest.Config) -> None:
             opt.xmlpath = str(junit_file_for(cfg.report_file))
             if setup.problem is None:
                 Path(opt.xmlpath).parent.mkdir(parents=True, exist_ok=True)
-        if getattr(opt, "numprocesses", None) and getattr(opt, "dist", "no") == "load":
-            opt.dist = "loadgroup"  # one worker per variant: no model loaded twice
         if config.pluginmanager.hasplugin("xdist"):
             config.pluginmanager.register(_XdistHooks(config), "release-gate-xdist")
     else:
@@ -275,6 +273,24 @@ class _XdistHooks:
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
+        """One variant's cases on one worker, so that no model is loaded twice (``-n N`` alone, or
+        ``--dist loadgroup``). Not xdist's loadgroup: with xdist 3.8.0 here (and on the H200) it spread one
+        group's cases over the workers, and two workers loaded compressed-l29 at once."""
+        setup = config.stash[cases.SETUP]
+        if setup.config is None or config.option.dist not in ("load", "loadgroup"):
+            return None
+        from xdist.scheduler import LoadScopeScheduling
+
+        ids = cases.variant_ids(setup.config.all_variants, [p.id for p in setup.prompts])
+
+        class ByVariant(LoadScopeScheduling):
+            def _split_scope(self, nodeid: str) -> str:
+                return cases.scope_of(nodeid, ids)
+
+        return ByVariant(config, log)
 
     def pytest_testnodedown(self, node: Any, error: object) -> None:
         part = getattr(node, "workeroutput", {}).get("gate")
