@@ -50,8 +50,10 @@ SHARED_KV_CACHE_BYTES = 1 << 30
 """Each engine's KV cache when xdist workers share a GPU (``kv_cache_memory_bytes``), so that vLLM skips its
 memory profiling: that profiling takes every process's GPU memory for its own (vLLM 0.26,
 ``Worker.determine_available_memory``: "we assume that the other processes using the same GPU did not change
-their memory usage during the profiling"), so another worker's engine starting or closing meanwhile fails the
-start. 1 GiB holds 16 sequences of 1024 tokens of EXAONE-4.0-1.2B in bf16 (61 KB a token), 65 of tiny
+their memory usage during the profiling"): another worker's engine closing meanwhile trips its assertion, one
+allocating shrinks or zeroes the KV cache it sizes. (A precaution from vLLM's code: the errors of the hung
+``-n 4`` run of 12-01 printed no reason; with this, ``-n 2`` on the H200 ran green: 57 passed.) 1 GiB holds 16
+sequences of 1024 tokens of EXAONE-4.0-1.2B in bf16 (61 KB a token), 65 of tiny
 EXAONE-4 in float32 (15 KB) and 21 of SmolLM2-135M in float32 (46 KB); the gate's batches are 10."""
 
 
