@@ -33,7 +33,7 @@ class VllmEngine:
         **options: Any,
     ) -> None:
         """``options`` are :func:`llm_kwargs`' (tensor_parallel_size, max_model_len, gpu_memory_utilization,
-        enforce_eager, trust_remote_code, load_format)."""
+        enforce_eager, trust_remote_code, load_format, kv_cache_memory_bytes)."""
         import torch
         from vllm import LLM
 
@@ -158,6 +158,7 @@ def llm_kwargs(
     enforce_eager: bool | None = None,
     trust_remote_code: bool = False,
     load_format: str = "safetensors",
+    kv_cache_memory_bytes: int | None = None,
 ) -> dict:
     """The ``LLM(...)`` keywords the gate's engine passes: one place, so the bare overhead script
     (compress/bench/bare_gate.py) loads exactly what the gate loads. Eager on the CPU, compiled on CUDA."""
@@ -173,6 +174,8 @@ def llm_kwargs(
     }
     if gpu_memory_utilization is not None:
         kwargs["gpu_memory_utilization"] = gpu_memory_utilization
+    if kv_cache_memory_bytes is not None:  # a fixed KV cache: vLLM then skips its GPU memory profiling
+        kwargs["kv_cache_memory_bytes"] = kv_cache_memory_bytes
     return kwargs
 
 

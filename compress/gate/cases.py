@@ -8,9 +8,9 @@ A gate test is marked ``@pytest.mark.gate(...)``; its parameters come from the o
 ``gate(baseline=True)`` includes the baseline itself (its own answers can be empty or drift from its golden);
 comparisons with the baseline leave it out, since they cannot fail. ``gate(timed=True)`` marks the cases that
 need repeated timed batches, ``gate(measures="fidelity"|"tasks")`` those that need quality measured while
-each model is loaded (nothing is measured for a case that is not selected). Every case carries
-``xdist_group(<variant>)``, so under ``--dist loadgroup`` one
-variant lives on one worker and is loaded once.
+each model is loaded (nothing is measured for a case that is not selected). Under pytest-xdist the
+plugin's scheduler keeps one variant's cases on one worker (:func:`scope_of`), so each is loaded once; the
+``xdist_group(<variant>)`` mark each case carries says the same to other tools.
 """
 
 from __future__ import annotations
@@ -94,3 +94,19 @@ def measures(item: pytest.Item) -> str | None:
 def needs_timing(item: pytest.Item) -> bool:
     marker = item.get_closest_marker("gate")
     return marker is not None and bool(marker.kwargs.get("timed")) and item.get_closest_marker("skip") is None
+
+
+def variant_ids(variants: tuple[str, ...] | list[str], prompt_ids: list[str]) -> dict[str, str]:
+    """Each gate case's parameter id (``compressed-l29`` or ``compressed-l29-hello``) -> its variant."""
+    ids = {f"{v}-{p}": v for v in variants for p in prompt_ids}
+    return ids | {v: v for v in variants}
+
+
+def scope_of(nodeid: str, ids: dict[str, str]) -> str:
+    """The xdist scope of a case: its variant for gate cases (by :func:`variant_ids`), else the nodeid itself;
+    an ``@group`` suffix that xdist may append is ignored."""
+    if "@" in nodeid[nodeid.rfind("]") + 1 :]:
+        nodeid = nodeid.rsplit("@", 1)[0]
+    if not nodeid.endswith("]") or "[" not in nodeid:
+        return nodeid
+    return ids.get(nodeid[nodeid.index("[") + 1 : -1], nodeid)

@@ -23,7 +23,7 @@ from compress.folders.atomic import read_manifest
 from compress.folders.provenance import FolderProvenance
 from compress.gate import cases
 from compress.gate.options import NOTHING_TO_GATE, OPTIONS, junit_file_for, resolve_gate
-from compress.gate.session import GateSession, pin_worker_gpus, share_cpu_threads
+from compress.gate.session import GateSession, pin_worker_gpus, share_cpu_threads, workers_share_a_gpu
 from compress.gate.snapshot import GoldenJSONExtension
 
 MARKERS = (
@@ -36,6 +36,8 @@ WORKER_RUNS = pytest.StashKey[list]()
 SUMMARY = pytest.StashKey[tuple]()
 GATES_NOTHING = pytest.StashKey[bool]()
 """True when the run selected only gate cases and there is no models folder: those cases error."""
+SHARES_GPU = pytest.StashKey[bool]()
+"""True in an xdist worker whose GPU other workers' engines use too (session.workers_share_a_gpu)."""
 OUTCOMES = pytest.StashKey[dict]()
 """nodeid -> (variant, case id, timed, passed|failed|error|skipped), from the reports (the controller's)."""
 
@@ -96,13 +98,13 @@ def pytest_configure(config: pytest.Config) -> None:
             opt.xmlpath = str(junit_file_for(cfg.report_file))
             if setup.problem is None:
                 Path(opt.xmlpath).parent.mkdir(parents=True, exist_ok=True)
-        if getattr(opt, "numprocesses", None) and getattr(opt, "dist", "no") == "load":
-            opt.dist = "loadgroup"  # one worker per variant: no model loaded twice
         if config.pluginmanager.hasplugin("xdist"):
             config.pluginmanager.register(_XdistHooks(config), "release-gate-xdist")
     else:
+        workers = int(config.workerinput.get("workercount", 1))
+        config.stash[SHARES_GPU] = workers_share_a_gpu(workers, cfg.tensor_parallel_size)
         pin_worker_gpus(worker, cfg.tensor_parallel_size)
-        share_cpu_threads(int(config.workerinput.get("workercount", 1)))
+        share_cpu_threads(workers)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -167,6 +169,7 @@ def gate_session(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
         quality=quality,
         shared_dir=shared,
         worker=worker or "main",
+        shares_gpu=config.stash.get(SHARES_GPU, False),
     )
     config.stash[SESSION] = session
     yield session
@@ -270,6 +273,24 @@ class _XdistHooks:
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
+        """One variant's cases on one worker, so that no model is loaded twice (``-n N`` alone, or
+        ``--dist loadgroup``). Not xdist's loadgroup: with xdist 3.8.0 here (and on the H200) it spread one
+        group's cases over the workers, and two workers loaded compressed-l29 at once."""
+        setup = config.stash[cases.SETUP]
+        if setup.config is None or config.option.dist not in ("load", "loadgroup"):
+            return None
+        from xdist.scheduler import LoadScopeScheduling
+
+        ids = cases.variant_ids(setup.config.all_variants, [p.id for p in setup.prompts])
+
+        class ByVariant(LoadScopeScheduling):
+            def _split_scope(self, nodeid: str) -> str:
+                return cases.scope_of(nodeid, ids)
+
+        return ByVariant(config, log)
 
     def pytest_testnodedown(self, node: Any, error: object) -> None:
         part = getattr(node, "workeroutput", {}).get("gate")

@@ -46,6 +46,15 @@ SPEED_WARMUP = 2
 SHARED_GPU_MEMORY = 0.28
 """Each resident engine's share of a GPU when speed is timed: up to three at once (the baseline at the gate's
 dtype, the baseline in bf16 for 4-bit variants, the variant); vLLM's default 0.9 fits one."""
+SHARED_KV_CACHE_BYTES = 1 << 30
+"""Each engine's KV cache when xdist workers share a GPU (``kv_cache_memory_bytes``), so that vLLM skips its
+memory profiling: that profiling takes every process's GPU memory for its own (vLLM 0.26,
+``Worker.determine_available_memory``: "we assume that the other processes using the same GPU did not change
+their memory usage during the profiling"): another worker's engine closing meanwhile trips its assertion, one
+allocating shrinks or zeroes the KV cache it sizes. (A precaution from vLLM's code: the errors of the hung
+``-n 4`` run of 12-01 printed no reason; with this, ``-n 2`` on the H200 ran green: 57 passed.) 1 GiB holds 16
+sequences of 1024 tokens of EXAONE-4.0-1.2B in bf16 (61 KB a token), 65 of tiny
+EXAONE-4 in float32 (15 KB) and 21 of SmolLM2-135M in float32 (46 KB); the gate's batches are 10."""
 
 
 class GateSession:
@@ -59,6 +68,7 @@ class GateSession:
         quality: QualityPlan | None = None,
         shared_dir: Path | None = None,
         worker: str = "main",
+        shares_gpu: bool = False,
     ) -> None:
         if not setup.ready or setup.config is None:
             raise ValueError(f"gate is not ready: {setup.problem or 'no --gate-models-dir'}")
@@ -67,6 +77,8 @@ class GateSession:
         self.prompts = setup.prompts
         self.worker = worker
         self.shared_dir = shared_dir
+        self.shares_gpu = shares_gpu
+        """Other workers' engines start and close on this GPU meanwhile (:func:`workers_share_a_gpu`)."""
         cfg = self.config
         self.measure_speed = measure_speed
         self.quality = quality or QualityPlan(fidelity=False)
@@ -150,6 +162,8 @@ class GateSession:
             kwargs["gpu_memory_utilization"] = share
         if cfg.enforce_eager:
             kwargs["enforce_eager"] = True
+        if self.shares_gpu:
+            kwargs["kv_cache_memory_bytes"] = SHARED_KV_CACHE_BYTES
         return kwargs
 
     def _generate(self, variant: str) -> ModelRun:
@@ -310,6 +324,14 @@ class GateSession:
 def visible_gpu_count() -> int:
     """GPUs this host exposes, counted from /dev without initialising CUDA (that would fix the devices)."""
     return len([p for p in Path("/dev").glob("nvidia[0-9]*") if p.name[6:].isdigit()])
+
+
+def workers_share_a_gpu(worker_count: int, tensor_parallel_size: int = 1) -> bool:
+    """Whether ``worker_count`` xdist workers put engines on the same GPU: more GPUs wanted than the host gives
+    them (``CUDA_VISIBLE_DEVICES`` when set, else /dev). Ask before :func:`pin_worker_gpus` narrows the list."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    count = len([d for d in visible.split(",") if d.strip()]) if visible is not None else visible_gpu_count()
+    return count > 0 and worker_count * tensor_parallel_size > count
 
 
 def pin_worker_gpus(worker_id: str | None, tensor_parallel_size: int = 1) -> str | None:

@@ -16,10 +16,12 @@ from compress.core.errors import CompressError
 from compress.core.prompts import Prompt
 from compress.core.similarity import compare_outputs
 from compress.engines import BatchResult, Generation, SamplingConfig
+from compress.engines.vllm_engine import llm_kwargs
 from compress.evaluation.run import ModelRun, run_from_dict, run_to_dict
 from compress.evaluation.speed import SpeedRounds, SpeedWorkload, interleaved_rounds
 from compress.evaluation.timing import Timing
 from compress.folders.matrix import list_variants
+from compress.gate.cases import scope_of, variant_ids
 from compress.gate.checks import (
     GateFailure,
     check_non_empty,
@@ -29,7 +31,7 @@ from compress.gate.checks import (
 )
 from compress.gate.options import junit_file_for, resolve_gate
 from compress.gate.report import with_speed_verdicts
-from compress.gate.session import GateSession, pin_worker_gpus
+from compress.gate.session import SHARED_KV_CACHE_BYTES, GateSession, pin_worker_gpus, workers_share_a_gpu
 from compress.gate.snapshot import GoldenJSONExtension, answer_drift, golden_key, golden_problem, golden_record
 from compress.gate.thresholds import Thresholds, load_thresholds
 from compress.reports.compare import build_report
@@ -439,6 +441,87 @@ def test_interleaved_speed_rounds_cancel_drift_and_load_each_model_once(
     assert loads == [("base", "timing"), ("good", None), ("slow", None)]  # each model loaded once
     assert gate.workload.sampling.ignore_eos and gate.runs["good"].timing.runs == good.candidate
     gate.close()
+
+
+PROBE = """
+import os
+import pytest
+from compress.gate import cases
+
+def pytest_generate_tests(metafunc):
+    cases.parametrize(metafunc)
+
+@pytest.mark.gate(baseline=True)
+def test_probe(variant, prompt):
+    with open(os.environ["PROBE_OUT"] + "-" + os.environ["PYTEST_XDIST_WORKER"], "a") as f:
+        f.write(variant + "\\n")
+"""
+
+
+def test_under_xdist_each_variant_stays_on_one_worker(tmp_path: Path) -> None:
+    """``-n 2`` alone: the gate's scheduler keeps a variant's cases on one worker, so it is loaded once. The
+    old way (switching the run to ``--dist loadgroup``) never reached the workers, and on the H200 two workers
+    loaded compressed-l29 at once. About 15 s here (two xdist workers start)."""
+    for name in ("base", "compressed-l29", "base-llmc-awq"):
+        (tmp_path / "tiny" / name).mkdir(parents=True)
+    (tmp_path / "test_probe.py").write_text(PROBE, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")} | {"PROBE_OUT": str(tmp_path / "seen")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "test_probe.py", "-n", "2", "-q", "-p", "compress.gate.plugin",
+         "-p", "no:cacheprovider", f"--gate-models-dir={tmp_path / 'tiny'}",
+         f"--gate-thresholds={REPO / 'tests/gate/thresholds.toml'}"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    workers = {f.name: set(f.read_text().split()) for f in tmp_path.glob("seen-gw*")}
+    owners = {v: [w for w, seen in workers.items() if v in seen] for v in ("base", "compressed-l29", "base-llmc-awq")}
+    assert all(len(w) == 1 for w in owners.values()), owners
+    assert len(workers) == 2, workers  # and both workers had work
+
+
+def test_a_case_s_scope_is_its_variant() -> None:
+    ids = variant_ids(("base", "base-distilled", "compressed-l29"), ["hello", "ko-capital"])
+    node = "tests/gate/test_release_gate.py::test_{}"
+    assert scope_of(node.format("non_empty[base-distilled-hello]"), ids) == "base-distilled"
+    assert scope_of(node.format("non_empty[base-hello]"), ids) == "base"
+    assert scope_of(node.format("golden[compressed-l29]") + "@compressed-l29", ids) == "compressed-l29"
+    assert scope_of(node.format("other"), ids) == node.format("other")  # not a gate case: its own scope
+    assert scope_of(node.format("x[unknown-id]"), ids) == node.format("x[unknown-id]")
+
+
+class _KwargsEngine(_FakeEngine):
+    opened: ClassVar[list[dict]] = []
+
+    def __init__(self, model_dir: object, **kwargs: object) -> None:
+        super().__init__(model_dir, **kwargs)
+        _KwargsEngine.opened.append(kwargs)
+
+
+def test_workers_sharing_a_gpu_give_vllm_a_fixed_kv_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """vLLM's memory profiling counts other processes' GPU memory as its own: engines of workers sharing a GPU
+    get a fixed KV cache instead, so one worker's engine starting or closing cannot fail another's start."""
+    monkeypatch.setattr("compress.gate.session.visible_gpu_count", lambda: 1)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert workers_share_a_gpu(2) and not workers_share_a_gpu(1)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")  # the user's list counts, not /dev
+    assert not workers_share_a_gpu(2) and workers_share_a_gpu(2, tensor_parallel_size=2)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    monkeypatch.setattr("compress.gate.session.visible_gpu_count", lambda: 0)
+    assert not workers_share_a_gpu(4)  # no GPU: nothing to share
+
+    import compress.evaluation.run as run_module
+
+    monkeypatch.setattr(run_module, "open_engine", _KwargsEngine)
+    for name in ("base", "good"):
+        (tmp_path / "m" / name).mkdir(parents=True)
+    setup = resolve_gate(models_dir=str(tmp_path / "m"), rootdir=REPO)
+    _KwargsEngine.opened = []
+    GateSession(setup, measure_speed=False, shares_gpu=True).run("good")
+    GateSession(setup, measure_speed=False).run("good")
+    assert [k.get("kv_cache_memory_bytes") for k in _KwargsEngine.opened] == [SHARED_KV_CACHE_BYTES, None]
+    kwargs = llm_kwargs("m", dtype="float32", cuda=True, max_model_len=64, kv_cache_memory_bytes=SHARED_KV_CACHE_BYTES)
+    assert kwargs["kv_cache_memory_bytes"] == SHARED_KV_CACHE_BYTES
+    assert "kv_cache_memory_bytes" not in llm_kwargs("m", dtype="float32", cuda=True, max_model_len=64)
 
 
 class _DtypeEngine(_FakeEngine):
