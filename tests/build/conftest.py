@@ -94,5 +94,12 @@ def tiny_matrix(tiny_exaone4_dir: Path, tiny_exaone4_teacher_dir: Path) -> Built
 
 @pytest.fixture(scope="session")
 def smollm2_l29(smollm2_dir: Path) -> BuiltMatrix:
-    """SmolLM2's compressed-l29 and compressed-l29-distilled, quick profile (what the main job builds)."""
+    """SmolLM2's compressed-l29 and compressed-l29-distilled, quick profile, as the main job builds them. CI
+    does not (its distillation and the answers it trains on are ~7 of CI's 30 minutes; the tiny matrices'
+    distillation tests run there): where they are not built, the test that reads them skips and says how."""
+    if not (paths.matrix_dir("smollm2") / "compressed-l29-distilled" / "manifest.json").is_file():
+        pytest.skip(
+            "SmolLM2's compressed-l29-distilled is not built (CI leaves it to the main job): "
+            "python -m compress build smollm2 --profile quick --variants compressed-l29-distilled"
+        )
     return _build("smollm2", ["compressed-l29-distilled"])
