@@ -278,7 +278,10 @@ class _XdistHooks:
     def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
         """One variant's cases on one worker, so that no model is loaded twice (``-n N`` alone, or
         ``--dist loadgroup``). Not xdist's loadgroup: with xdist 3.8.0 here (and on the H200) it spread one
-        group's cases over the workers, and two workers loaded compressed-l29 at once."""
+        group's cases over the workers, and two workers loaded compressed-l29 at once. Why: xdist tags each
+        case by rewriting ``item._nodeid`` (``...@group``), and pytest 9.2's ``Node.nodeid`` is computed from
+        ``item._id``, so the tag never shows; and a worker decides whether to tag from its own command line
+        (plain ``-n N``: dist "no"), not from the switch a controller plugin makes."""
         setup = config.stash[cases.SETUP]
         if setup.config is None or config.option.dist not in ("load", "loadgroup"):
             return None
