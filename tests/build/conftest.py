@@ -18,6 +18,7 @@ import pytest
 from compress.build.matrix import BuildResult, build_matrix
 from compress.build.recipe import Recipe, load_recipe
 from compress.core import paths
+from compress.folders.atomic import is_complete
 
 TINY3_CI_VARIANTS = ["base", "base-distilled", "compressed-l29-distilled-llmc-awq"]
 """With what they start from: base, base-distilled, compressed-l29, compressed-l29-distilled and the AWQ one."""
@@ -97,7 +98,7 @@ def smollm2_l29(smollm2_dir: Path) -> BuiltMatrix:
     """SmolLM2's compressed-l29 and compressed-l29-distilled, quick profile, as the main job builds them. CI
     does not (its distillation and the answers it trains on are ~7 of CI's 30 minutes; the tiny matrices'
     distillation tests run there): where they are not built, the test that reads them skips and says how."""
-    if not (paths.matrix_dir("smollm2") / "compressed-l29-distilled" / "manifest.json").is_file():
+    if not is_complete(paths.matrix_dir("smollm2") / "compressed-l29-distilled"):
         pytest.skip(
             "SmolLM2's compressed-l29-distilled is not built (CI leaves it to the main job): "
             "python -m compress build smollm2 --profile quick --variants compressed-l29-distilled"
