@@ -60,23 +60,41 @@ class SpeedRounds:
     mode: Mode
     dtype: str | None = None
     """The activation dtype both sides ran at (a ratio across dtypes would measure the dtype)."""
+    confirmation: SpeedRounds | None = None
+    """The same measurement by a second, fresh pair of engines, when the first landed near its floor
+    (compress/gate/session.py ``CONFIRM_MARGIN``): engine starts carry a bias that rounds do not average out."""
 
     @property
     def paired(self) -> PairedSpeedup:
+        """This pair's rounds only."""
         return paired_speedup(self.baseline, self.candidate)
 
     @property
+    def pairs(self) -> list[SpeedRounds]:
+        """Each independent engine pair's rounds: this one, and its confirmation if any."""
+        return [self] if self.confirmation is None else [self, *self.confirmation.pairs]
+
+    @property
     def speedup(self) -> float:
-        """The gate's statistic: median over rounds of baseline seconds / candidate seconds (>1 faster)."""
-        return self.paired.paired
+        """The gate's statistic: median over rounds of baseline seconds / candidate seconds (>1 faster);
+        with a confirmation, the mean of the pairs' medians."""
+        pairs = self.pairs
+        return sum(p.paired.paired for p in pairs) / len(pairs)
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "speedup": self.speedup, "paired": self.paired.to_dict()}
+        own = {k: v for k, v in asdict(self).items() if k != "confirmation"}
+        confirmation = None if self.confirmation is None else self.confirmation.to_dict()
+        return {**own, "confirmation": confirmation, "speedup": self.speedup, "paired": self.paired.to_dict()}
 
     @classmethod
     def from_dict(cls, data: dict) -> SpeedRounds:
         keys = ("baseline", "candidate", "tokens", "batch", "warmup", "mode")
-        return cls(**{k: data[k] for k in keys}, dtype=data.get("dtype"))
+        confirmation = data.get("confirmation")
+        return cls(
+            **{k: data[k] for k in keys},
+            dtype=data.get("dtype"),
+            confirmation=None if confirmation is None else cls.from_dict(confirmation),
+        )
 
 
 def interleaved_rounds(

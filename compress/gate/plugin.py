@@ -22,6 +22,7 @@ from compress.evaluation.run import run_from_dict, run_to_dict
 from compress.folders.atomic import read_manifest
 from compress.folders.provenance import FolderProvenance
 from compress.gate import cases
+from compress.gate.gpu_turns import GpuTurns
 from compress.gate.options import NOTHING_TO_GATE, OPTIONS, junit_file_for, resolve_gate
 from compress.gate.session import GateSession, pin_worker_gpus, share_cpu_threads, workers_share_a_gpu
 from compress.gate.snapshot import GoldenJSONExtension
@@ -163,13 +164,16 @@ def gate_session(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
         tasks=setup.tasks if "tasks" in wanted else [],
         judgeable_only=True,
     )
+    shares_gpu = config.stash.get(SHARES_GPU, False)
     session = GateSession(
         setup,
         measure_speed=measure_speed,
         quality=quality,
         shared_dir=shared,
         worker=worker or "main",
-        shares_gpu=config.stash.get(SHARES_GPU, False),
+        shares_gpu=shares_gpu,
+        # the run's own temp root, never the baseline cache: turns are between this run's workers
+        turns=GpuTurns(tmp_path_factory.getbasetemp().parent / "gpu-turns") if shares_gpu else None,
     )
     config.stash[SESSION] = session
     yield session
@@ -336,6 +340,9 @@ def _load(load: dict) -> str:
 
 
 def _again(load: dict) -> str:
-    """The baseline's second load, as the timing reference of variants served another way (4-bit: bf16)."""
+    """A model's second load: the baseline as the timing reference of variants served another way (4-bit
+    in bf16 beside a float32 gate), or either side of a speed confirmation's fresh engine pair."""
+    if load.get("role") == "confirm":
+        return ", fresh pair confirming a speed reading near its floor"
     again = load.get("as")
     return f", timing reference {again}" if again not in (None, "default") else ""
