@@ -24,7 +24,13 @@ from compress.folders.provenance import FolderProvenance
 from compress.gate import cases
 from compress.gate.gpu_turns import GpuTurns
 from compress.gate.options import NOTHING_TO_GATE, OPTIONS, junit_file_for, resolve_gate
-from compress.gate.session import GateSession, pin_worker_gpus, share_cpu_threads, workers_share_a_gpu
+from compress.gate.session import (
+    GateSession,
+    pin_worker_gpus,
+    share_cpu_threads,
+    workers_share_a_device,
+    workers_share_a_gpu,
+)
 from compress.gate.snapshot import GoldenJSONExtension
 
 MARKERS = (
@@ -39,6 +45,8 @@ GATES_NOTHING = pytest.StashKey[bool]()
 """True when the run selected only gate cases and there is no models folder: those cases error."""
 SHARES_GPU = pytest.StashKey[bool]()
 """True in an xdist worker whose GPU other workers' engines use too (session.workers_share_a_gpu)."""
+SHARES_DEVICE = pytest.StashKey[bool]()
+"""... or whose CPU they share on a host without GPUs: speed rounds then take turns (session.workers_share_a_device)."""
 OUTCOMES = pytest.StashKey[dict]()
 """nodeid -> (variant, case id, timed, passed|failed|error|skipped), from the reports (the controller's)."""
 
@@ -104,6 +112,7 @@ def pytest_configure(config: pytest.Config) -> None:
     else:
         workers = int(config.workerinput.get("workercount", 1))
         config.stash[SHARES_GPU] = workers_share_a_gpu(workers, cfg.tensor_parallel_size)
+        config.stash[SHARES_DEVICE] = workers_share_a_device(workers, cfg.tensor_parallel_size)
         pin_worker_gpus(worker, cfg.tensor_parallel_size)
         share_cpu_threads(workers)
 
@@ -164,16 +173,16 @@ def gate_session(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
         tasks=setup.tasks if "tasks" in wanted else [],
         judgeable_only=True,
     )
-    shares_gpu = config.stash.get(SHARES_GPU, False)
+    shares_device = config.stash.get(SHARES_DEVICE, False)
     session = GateSession(
         setup,
         measure_speed=measure_speed,
         quality=quality,
         shared_dir=shared,
         worker=worker or "main",
-        shares_gpu=shares_gpu,
+        shares_gpu=config.stash.get(SHARES_GPU, False),
         # the run's own temp root, never the baseline cache: turns are between this run's workers
-        turns=GpuTurns(tmp_path_factory.getbasetemp().parent / "gpu-turns") if shares_gpu else None,
+        turns=GpuTurns(tmp_path_factory.getbasetemp().parent / "gpu-turns") if shares_device else None,
     )
     config.stash[SESSION] = session
     yield session

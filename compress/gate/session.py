@@ -405,6 +405,15 @@ def workers_share_a_gpu(worker_count: int, tensor_parallel_size: int = 1) -> boo
     return count > 0 and worker_count * tensor_parallel_size > count
 
 
+def workers_share_a_device(worker_count: int, tensor_parallel_size: int = 1) -> bool:
+    """Whether xdist workers' engines compete for one device, so that speed rounds need turns
+    (compress/gate/gpu_turns.py): a GPU that more workers use than there are GPUs, or a host without GPUs,
+    whose cores every worker's engine shares."""
+    if worker_count < 2:
+        return False
+    return visible_gpu_count() == 0 or workers_share_a_gpu(worker_count, tensor_parallel_size)
+
+
 def pin_worker_gpus(worker_id: str | None, tensor_parallel_size: int = 1) -> str | None:
     """Give xdist worker ``gwN`` its own GPU(s) (``CUDA_VISIBLE_DEVICES``) before anything touches CUDA.
 

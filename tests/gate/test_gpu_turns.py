@@ -6,11 +6,22 @@ process as between processes.
 
 from __future__ import annotations
 
+import json
+import multiprocessing
+import os
 import threading
 import time
 from pathlib import Path
+from typing import ClassVar
 
+import pytest
+
+from compress.engines import BatchResult, Generation, SamplingConfig
 from compress.gate.gpu_turns import GpuTurns
+from compress.gate.options import resolve_gate
+from compress.gate.session import GateSession
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _hold(turns: GpuTurns, kind: str, seconds: float, log: list, name: str, started: threading.Event) -> None:
@@ -75,3 +86,104 @@ def test_timing_inside_a_shared_turn_gives_it_up_and_takes_it_back(tmp_path: Pat
     assert not any(t.is_alive() for t in threads), "deadlock"
     (in1, out1), (in2, out2) = _span(log, "w1"), _span(log, "w2")
     assert out1 <= in2 or out2 <= in1  # the two timed sections never overlapped
+
+
+# --- two gate sessions in two processes, as two xdist workers on one GPU ------------------------------------
+
+
+class _LoggingEngine:
+    """A fake engine that sleeps to load and to generate and logs each interval: (pid, kind, start, end)."""
+
+    log_path: ClassVar[Path]
+
+    def __init__(self, model_dir: object, **kwargs: object) -> None:
+        self.name, self.dtype = "fake", str(kwargs.get("dtype"))
+        start = time.monotonic()
+        time.sleep(0.15)
+        self.load_seconds = time.monotonic() - start
+        self._note("load", start)
+
+    def _note(self, kind: str, start: float) -> None:
+        with open(self.log_path, "a", encoding="utf-8") as log:
+            log.write(json.dumps([os.getpid(), kind, start, time.monotonic()]) + "\n")
+
+    def __enter__(self) -> _LoggingEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        pass
+
+    def describe(self) -> dict:
+        return {"engine": self.name, "dtype": self.dtype}
+
+    def chat(self, prompts: list[str], sampling: SamplingConfig) -> BatchResult:
+        start = time.monotonic()
+        time.sleep(0.03)
+        self._note("timed" if sampling.ignore_eos else "work", start)  # the speed workload is fixed-length
+        gens = [Generation(prompt=p, text=f"answer {p}", prompt_tokens=3, output_tokens=8) for p in prompts]
+        return BatchResult(generations=gens, seconds=0.03)
+
+
+def _worker(models: Path, shared: Path, turns_dir: Path | None, variants: list[str]) -> None:
+    setup = resolve_gate(models_dir=str(models), rootdir=REPO)
+    turns = GpuTurns(turns_dir) if turns_dir is not None else None
+    gate = GateSession(setup, measure_speed=True, shared_dir=shared, worker=f"pid{os.getpid()}", turns=turns)
+    for variant in variants:
+        gate.speed(variant)
+    gate.close()
+
+
+def _overlaps_of_timing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, turns: bool) -> int:
+    """How many timed calls of one process overlapped anything another process did on the 'GPU'."""
+    import compress.evaluation.run as run_module
+    import compress.gate.session as session_module
+
+    monkeypatch.setattr(run_module, "open_engine", _LoggingEngine)
+    monkeypatch.setattr(session_module, "open_engine", _LoggingEngine)
+    monkeypatch.setattr(session_module, "has_cuda", lambda: False)
+    root = tmp_path / ("turns" if turns else "free-for-all")
+    for name in ("base", "a", "b", "c", "d"):
+        (root / "m" / name).mkdir(parents=True)
+    _LoggingEngine.log_path = root / "log.jsonl"
+    fork = multiprocessing.get_context("fork")  # the children keep the fake engine patched in
+    procs = [
+        fork.Process(target=_worker, args=(root / "m", root / "shared", root / "t" if turns else None, vs))
+        for vs in (["a", "b"], ["c", "d"])
+    ]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(60)
+    assert [p.exitcode for p in procs] == [0, 0]
+    spans = [json.loads(line) for line in _LoggingEngine.log_path.read_text().splitlines()]
+    assert {pid for pid, *_ in spans} == {p.pid for p in procs}
+    return sum(
+        1
+        for pid, kind, start, end in spans
+        if kind == "timed"
+        for other, _, o_start, o_end in spans
+        if other != pid and o_start < end and start < o_end
+    )
+
+
+def test_two_workers_sessions_never_time_while_the_other_loads_or_generates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gate's own use of the turns (loads and answers shared, rounds exclusive), in two processes; without
+    turns the same two workers do time over each other's work, so the check can fail."""
+    assert _overlaps_of_timing(tmp_path, monkeypatch, turns=True) == 0
+    assert _overlaps_of_timing(tmp_path, monkeypatch, turns=False) > 0
+
+
+def test_workers_take_turns_where_they_share_a_gpu_or_a_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    from compress.gate.session import workers_share_a_device
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr("compress.gate.session.visible_gpu_count", lambda: 0)
+    assert workers_share_a_device(2) and not workers_share_a_device(1)  # a CPU host: every worker on its cores
+    monkeypatch.setattr("compress.gate.session.visible_gpu_count", lambda: 2)
+    assert not workers_share_a_device(2)  # a GPU each: timings cannot disturb each other
+    assert workers_share_a_device(4) and workers_share_a_device(2, tensor_parallel_size=2)

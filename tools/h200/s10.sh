@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# On the lent H200, session 10 of issue 19: one short command per `run` call, so that calls go back to back (the
+# machine is given back ~30 s after a call returns). The gate runs from /root/wt, a copy of a call's checkout
+# made once (`wt`), so that goldens one run writes are there for the next (each call gets a fresh checkout).
+#   s10.sh piece DIR...                         copy carried .stage pieces where setup*.sh look for them
+#   s10.sh wt                                   /root/wt := this call's checkout (without .stage)
+#   s10.sh bg NAME GATE CACHE LIMIT [pytest args]   `levers.sh one` in the background from /root/wt
+#   s10.sh poll NAME SECS                       wait up to SECS for it, then bring /root/res/NAME back in $OUT
+set -u
+case $1 in
+piece)
+  shift
+  for d; do
+    case $d in
+      gpu19-t1) mkdir -p /root/stage-t && cp .stage/gpu19-t1/* /root/stage-t/ ;;
+      d[0-9]*) mkdir -p /root/stage-d && cp .stage/$d/* /root/stage-d/ ;;
+      *) mkdir -p /root/stage && cp .stage/$d/* /root/stage/ ;;
+    esac
+  done
+  echo "pieces in: $*; /root/stage $(du -sh /root/stage 2>/dev/null | cut -f1), stage-d $(du -sh /root/stage-d 2>/dev/null | cut -f1)"
+  ;;
+wt)
+  rm -rf /root/wt && mkdir -p /root/wt && tar --exclude=./.stage -cf - . | tar -C /root/wt -xf -
+  echo "wt: $(cd /root/wt && git log --oneline -1 2>/dev/null)"
+  ;;
+bg)
+  name=$2; shift 2; mkdir -p /root/res/$name
+  cd /root/wt && OUT=/root/res/$name bash tools/h200/bg.sh start $name bash tools/h200/levers.sh one "$@"
+  ;;
+poll)
+  name=$2 secs=$3
+  timeout "$secs" bash /root/wt/tools/h200/bg.sh wait "$name"; rc=$?
+  [ $rc = 124 ] && { echo "$name still running"; tail -c 800 /root/res/$name/*.log; }
+  cp -r /root/res/$name "$OUT/" 2>/dev/null; cp /root/bg/$name.log "$OUT/$name/bg.log" 2>/dev/null
+  cat /root/res/$name/levers.txt 2>/dev/null
+  nvidia-smi --query-gpu=memory.used --format=csv,noheader
+  ;;
+esac
