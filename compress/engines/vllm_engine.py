@@ -40,6 +40,8 @@ class VllmEngine:
         self.model_dir = str(model_dir)
         self.dtype = dtype
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.eager = bool(options.get("enforce_eager")) and self.device != "cpu"
+        """Eager on CUDA: other kernels than the compiled engine's, so other near-tie text (the CPU is always eager)."""
         kwargs = llm_kwargs(self.model_dir, dtype=dtype, cuda=self.device != "cpu", **options)
         kwargs.setdefault("max_logprobs", MAX_LOGPROBS)
         register_config_classes(self.model_dir)
@@ -119,7 +121,8 @@ class VllmEngine:
         import torch
 
         device = torch.cuda.get_device_name(0) if self.device.startswith("cuda") else "cpu"
-        return {"engine": self.name, "dtype": self.dtype, "device": device, **package_versions()}
+        eager = {"enforce_eager": True} if self.eager else {}
+        return {"engine": self.name, "dtype": self.dtype, "device": device, **eager, **package_versions()}
 
     def close(self) -> None:
         """Free the engine so the next model can load in this process (vLLM's own test runner does this)."""

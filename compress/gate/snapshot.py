@@ -1,6 +1,6 @@
 """Golden files: what each variant answered, stored as readable JSON under ``golden/`` through syrupy.
 
-Layout: ``golden/<gate>/<variant>.<engine>-<dtype>[-cuda].json``, e.g.
+Layout: ``golden/<gate>/<variant>.<engine>-<dtype>[-cuda[-eager]].json``, e.g.
 ``golden/tiny-exaone4/compressed-l29.vllm-float32.json`` (CPU) or ``...vllm-bfloat16-cuda.json`` (a GPU).
 The engine, dtype and device kind are part of the name because they decide the text: float32 greedy answers
 matched between vLLM and HF on the CPU, but on an H200 (vLLM 0.26 CUDA, float32) 2 of 30 answers drifted
@@ -127,10 +127,13 @@ def variant_of(test_location: PyTestLocation) -> str:
 
 
 def golden_key(run: ModelRun) -> str:
-    """``<engine>-<dtype>``, plus ``-cuda`` off the CPU: what decides the text besides the model."""
+    """``<engine>-<dtype>``, plus ``-cuda`` off the CPU and ``-eager`` for eager CUDA engines: what decides
+    the text besides the model (eager float32 text on the H200 differed from compiled float32 text)."""
     key = f"{run.engine.get('engine', 'unknown')}-{run.engine.get('dtype', 'unknown')}"
     device = str(run.engine.get("device", "cpu"))
-    return key if device == "cpu" else f"{key}-cuda"
+    if device == "cpu":
+        return key
+    return f"{key}-cuda-eager" if run.engine.get("enforce_eager") else f"{key}-cuda"
 
 
 def golden_record(

@@ -6,11 +6,11 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from fake_engine import FakeEngine  # tests/gate/fake_engine.py
 
 from compress.core.errors import CompressError
 from compress.core.prompts import Prompt
@@ -226,6 +226,9 @@ def test_golden_record_holds_answers_and_rounded_metrics_but_no_timings() -> Non
         name="x", model_dir="/m/x", engine={"engine": "vllm", "dtype": "bfloat16", "device": "NVIDIA H200"}
     )
     assert golden_key(on_gpu) == "vllm-bfloat16-cuda"
+    # eager CUDA kernels are not the compiled engine's: eager float32 text on the H200 differed (12-01)
+    eager = replace(on_gpu, engine={**on_gpu.engine, "enforce_eager": True})
+    assert golden_key(eager) == "vllm-bfloat16-cuda-eager"
 
 
 def test_golden_json_is_sorted_indented_utf8_with_final_newline() -> None:
@@ -384,35 +387,16 @@ def test_cases_are_named_variant_then_prompt_and_gpu_selects_only_speed_without_
     assert len(gpu) == (n_cases if torch.cuda.is_available() else 2), gpu  # CUDA: the whole gate; else speed
 
 
-class _FakeEngine:
+class _FakeEngine(FakeEngine):
     """Stands in for vLLM: seconds = the folder's slowness x a machine drift that changes every round."""
 
     calls = 0
     slowness: ClassVar[dict[str, float]] = {"base": 1.0, "good": 1.0, "slow": 1.3}
 
-    def __init__(self, model_dir: object, **kwargs: object) -> None:
-        self.model_dir, self.kwargs, self.name, self.dtype, self.load_seconds = str(model_dir), kwargs, "fake", "x", 0.5
-
-    def __enter__(self) -> _FakeEngine:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        pass
-
-    def describe(self) -> dict:
-        return {"engine": "fake"}
-
-    def chat(self, prompts: list[str], sampling: SamplingConfig) -> BatchResult:
+    def seconds(self, prompts: list[str], sampling: SamplingConfig) -> float:
         drift = 1.0 + 0.4 * ((_FakeEngine.calls // 2) % 4)  # the machine's mood: +0..120 %, per timed round
         _FakeEngine.calls += int(sampling.ignore_eos)  # only the speed workload's rounds advance the clock
-        gens = [
-            Generation(prompt=p, text=f"answer {p}", prompt_tokens=3, output_tokens=sampling.max_tokens)
-            for p in prompts
-        ]
-        return BatchResult(generations=gens, seconds=self.slowness[Path(self.model_dir).name] * drift)
+        return self.slowness[self.folder] * drift
 
 
 def test_interleaved_speed_rounds_cancel_drift_and_load_each_model_once(
@@ -531,12 +515,8 @@ class _DtypeEngine(_FakeEngine):
         super().__init__(model_dir, **kwargs)
         self.dtype = str(kwargs.get("dtype") or ("bf16" if "quant" in str(model_dir) else "f32"))
 
-    def describe(self) -> dict:
-        return {"engine": "fake", "dtype": self.dtype}
-
-    def chat(self, prompts: list[str], sampling: SamplingConfig) -> BatchResult:
-        result = super().chat(prompts, sampling)
-        return replace(result, seconds=result.seconds * (0.6 if self.dtype == "bf16" else 1.0))
+    def seconds(self, prompts: list[str], sampling: SamplingConfig) -> float:
+        return super().seconds(prompts, sampling) * (0.6 if self.dtype == "bf16" else 1.0)
 
 
 def test_a_bf16_variant_is_timed_against_the_baseline_loaded_in_bf16_not_float32(

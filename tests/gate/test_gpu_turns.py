@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from fake_engine import FakeEngine  # tests/gate/fake_engine.py
 
-from compress.engines import BatchResult, Generation, SamplingConfig
+from compress.engines import SamplingConfig
 from compress.gate.gpu_turns import GpuTurns
 from compress.gate.options import resolve_gate
 from compress.gate.session import GateSession
@@ -91,13 +92,13 @@ def test_timing_inside_a_shared_turn_gives_it_up_and_takes_it_back(tmp_path: Pat
 # --- two gate sessions in two processes, as two xdist workers on one GPU ------------------------------------
 
 
-class _LoggingEngine:
-    """A fake engine that sleeps to load and to generate and logs each interval: (pid, kind, start, end)."""
+class _LoggingEngine(FakeEngine):
+    """Sleeps to load and to generate, and logs each interval: (pid, kind, start, end)."""
 
     log_path: ClassVar[Path]
 
     def __init__(self, model_dir: object, **kwargs: object) -> None:
-        self.name, self.dtype = "fake", str(kwargs.get("dtype"))
+        super().__init__(model_dir, **kwargs)
         start = time.monotonic()
         time.sleep(0.15)
         self.load_seconds = time.monotonic() - start
@@ -107,24 +108,11 @@ class _LoggingEngine:
         with open(self.log_path, "a", encoding="utf-8") as log:
             log.write(json.dumps([os.getpid(), kind, start, time.monotonic()]) + "\n")
 
-    def __enter__(self) -> _LoggingEngine:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        pass
-
-    def describe(self) -> dict:
-        return {"engine": self.name, "dtype": self.dtype}
-
-    def chat(self, prompts: list[str], sampling: SamplingConfig) -> BatchResult:
+    def seconds(self, prompts: list[str], sampling: SamplingConfig) -> float:
         start = time.monotonic()
         time.sleep(0.03)
         self._note("timed" if sampling.ignore_eos else "work", start)  # the speed workload is fixed-length
-        gens = [Generation(prompt=p, text=f"answer {p}", prompt_tokens=3, output_tokens=8) for p in prompts]
-        return BatchResult(generations=gens, seconds=0.03)
+        return 0.03
 
 
 def _worker(models: Path, shared: Path, turns_dir: Path | None, variants: list[str]) -> None:

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from fake_engine import FakeEngine  # tests/gate/fake_engine.py
 
-from compress.engines import BatchResult, Generation, SamplingConfig
+from compress.engines import SamplingConfig
 from compress.evaluation.speed import SpeedRounds
 from compress.gate.checks import GateFailure, check_speedup
 from compress.gate.options import resolve_gate
@@ -22,35 +23,22 @@ from compress.gate.thresholds import load_thresholds
 REPO = Path(__file__).resolve().parents[2]
 
 
-class _StartBiasedEngine:
+class _StartBiasedEngine(FakeEngine):
     slowness: ClassVar[dict[str, float]] = {}
     biases: ClassVar[dict[str, list[float]]] = {}
     """Per folder, the bias of each successive engine start (the last one repeats)."""
     starts: ClassVar[list[tuple[str, str]]] = []
 
     def __init__(self, model_dir: object, **kwargs: object) -> None:
-        self.folder = Path(str(model_dir)).name
-        self.name, self.dtype, self.load_seconds = "fake", str(kwargs.get("dtype")), 0.1
+        super().__init__(model_dir, **kwargs)
+        self.dtype, self.load_seconds = str(kwargs.get("dtype")), 0.1
         seen = sum(1 for f, _ in self.starts if f == self.folder)
         queue = self.biases.get(self.folder, [1.0])
         self.bias = queue[min(seen, len(queue) - 1)]
         self.starts.append((self.folder, self.dtype))
 
-    def __enter__(self) -> _StartBiasedEngine:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        pass
-
-    def describe(self) -> dict:
-        return {"engine": self.name, "dtype": self.dtype}
-
-    def chat(self, prompts: list[str], sampling: SamplingConfig) -> BatchResult:
-        gens = [Generation(prompt=p, text=f"answer {p}", prompt_tokens=3, output_tokens=8) for p in prompts]
-        return BatchResult(generations=gens, seconds=self.slowness[self.folder] * self.bias)
+    def seconds(self, prompts: list[str], sampling: SamplingConfig) -> float:
+        return self.slowness[self.folder] * self.bias
 
 
 @pytest.fixture
