@@ -8,6 +8,7 @@ by an amount one parameter sets: the kind of damage a real compression step does
 - :func:`round_to_nearest`: group-wise fake quantization of the same weights (AWQ W4A16's grid without its
   scaling search), stored back as floats so any engine runs it as a plain model.
 - :func:`drop_layers`: whole decoder layers removed (:func:`compress.builders.prune.prune_checkpoint`).
+- :func:`add_idle_layers`: the opposite for speed: layers added that change no answer, only the time.
 
 Each writes a new folder (refusing an existing one) through a temp folder beside it, so a killed run leaves no
 half-written copy; unchanged files are hard-linked, the source is never modified, and ``degraded.json`` records
@@ -193,4 +194,63 @@ def drop_layers(source: str | Path, dest: str | Path, *, drop: Iterable[int]) ->
     with _new_folder(source, dest, record, skip=None) as tmp:
         summary = prune_checkpoint(source, tmp, drop)  # also carries the non-weight side files (copied)
         record.update(layers_before=summary["layers_before"], layers_after=summary["layers_after"])
+    return dest
+
+
+# A decoder layer's output projections (llama/EXAONE 4: o_proj, down_proj; EXAONE 3.x: out_proj, c_proj): with
+# them zero, the layer adds exactly 0 to the residual stream.
+_OUTPUT_PROJECTION = re.compile(r"(?:o_proj|down_proj|out_proj|c_proj)\.(?:weight|bias)$")
+
+
+def add_idle_layers(source: str | Path, dest: str | Path, *, extra: int) -> Path:
+    """A slower copy that answers exactly as ``source``: ``extra`` copies of its first layers appended after
+    the last, their output projections zeroed, so each adds 0 to the residual stream (``x + 0`` is ``x``
+    bit for bit) yet costs a layer's compute. The speed gate's known-slow variant (``bench reruns``, the
+    self-check's ``slow``): every quality case passes it, only the speed case can tell."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from compress.builders.prune import COUNT_KEYS, PER_LAYER_KEYS, layout_for, num_layers
+
+    source, dest = Path(source), Path(dest)
+    if extra < 1:
+        raise ValueError(f"extra must be at least 1 layer, got {extra}")
+    config = json.loads((source / "config.json").read_text(encoding="utf-8"))
+    n, layout = num_layers(config), layout_for(config)
+    for key in COUNT_KEYS:
+        if isinstance(config.get(key), int):
+            config[key] = n + extra
+    for key in PER_LAYER_KEYS:
+        if isinstance(config.get(key), list):
+            config[key] = list(config[key]) + [config[key][j % n] for j in range(extra)]
+    shards = sorted(source.glob("*.safetensors"))
+    index_file = source / "model.safetensors.index.json"
+    index = json.loads(index_file.read_text(encoding="utf-8")) if index_file.is_file() else None
+    record: dict[str, Any] = {"kind": "add_idle_layers", "params": {"extra": extra}, "layers_before": n,
+                              "layers_after": n + extra}  # fmt: skip
+    skip = ("config.json", *(s.name for s in shards), *(("model.safetensors.index.json",) if index else ()))
+    with _new_folder(source, dest, record, skip=skip) as tmp:
+        for shard in shards:
+            with safe_open(str(shard), framework="pt") as handle:
+                metadata = handle.metadata() or {"format": "pt"}
+                tensors = {k: handle.get_tensor(k) for k in handle.keys()}
+            for name, tensor in list(tensors.items()):
+                match = layout.pattern().match(name)
+                if match is None:
+                    continue
+                layer, rest = int(match.group(1)), match.group(2)
+                for j in range(extra):
+                    if j % n != layer:
+                        continue
+                    copy = tensor.clone()
+                    if _OUTPUT_PROJECTION.search(rest):
+                        copy.zero_()
+                    new_name = f"{layout.prefix}{n + j}.{rest}"
+                    tensors[new_name] = copy
+                    if index is not None:
+                        index["weight_map"][new_name] = shard.name
+            save_file(tensors, str(tmp / shard.name), metadata=metadata)
+        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        if index is not None:
+            (tmp / index_file.name).write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
     return dest

@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 from compress.folders.atomic import folder_hashes
 from compress.local_models.degrade import (
     RECORD,
+    add_idle_layers,
     drop_layers,
     fake_quantize,
     is_decoder_linear,
@@ -164,6 +165,24 @@ def test_drop_layers_gives_a_loadable_three_layer_model(tiny_llama: Path, tmp_pa
     record = json.loads((dest / RECORD).read_text(encoding="utf-8"))
     assert record["kind"] == "drop_layers" and record["params"] == {"drop": [1]} and record["layers_after"] == 3
     assert torch.isfinite(logits(dest)).all()
+
+
+def test_idle_layers_make_a_deeper_model_with_exactly_the_same_logits(tiny_llama: Path, tmp_path: Path) -> None:
+    """The speed gate's known-slow variant: 4 + 6 layers (copies of 0-3, then 0-1), outputs bit for bit."""
+    before = folder_hashes(tiny_llama)
+    dest = add_idle_layers(tiny_llama, tmp_path / "slow", extra=6)
+    assert folder_hashes(tiny_llama) == before, "the source folder was modified"
+    config = json.loads((dest / "config.json").read_text())
+    assert config["num_hidden_layers"] == 10
+    new, old = weights(dest), weights(tiny_llama)
+    assert torch.equal(new["model.layers.9.self_attn.q_proj.weight"], old["model.layers.1.self_attn.q_proj.weight"])
+    assert not new["model.layers.4.mlp.down_proj.weight"].any()
+    assert not new["model.layers.8.self_attn.o_proj.weight"].any()
+    assert torch.equal(new["model.layers.3.mlp.down_proj.weight"], old["model.layers.3.mlp.down_proj.weight"])
+    assert torch.equal(logits(dest), logits(tiny_llama))  # x + 0 is x: the answers cannot move
+    record = json.loads((dest / RECORD).read_text())
+    assert (record["kind"], record["layers_before"], record["layers_after"]) == ("add_idle_layers", 4, 10)
+    assert (dest / "tokenizer.json").is_file() and (dest / "chat_template.jinja").is_file()
 
 
 def test_a_degraded_source_is_degraded_again_without_editing_its_record(tiny_llama: Path, tmp_path: Path) -> None:

@@ -35,6 +35,7 @@ from compress.core.errors import CompressError
 from compress.core.prompts import default_fidelity_prompts_file, load_prompts
 from compress.core.tasks import default_tasks_file
 from compress.local_models.broken import link_copy, zero_final_norm
+from compress.local_models.degrade import add_idle_layers
 from compress.local_models.registry import local_model
 
 REPO = Path(__file__).resolve().parents[2]
@@ -64,12 +65,6 @@ VLLM_ENV = {
 # --- broken variants ------------------------------------------------------------------------------------
 
 
-def _weights(folder: Path) -> Path:
-    files = sorted(folder.glob("*.safetensors"))
-    assert len(files) == 1, f"expected one safetensors file in {folder}, found {[f.name for f in files]}"
-    return files[0]
-
-
 def make_nochat_variant(src: Path, dest: Path) -> Path:
     link_copy(src, dest, skip=("chat_template.jinja", "chat_template.json", "tokenizer_config.json"))
     tok_config = src / "tokenizer_config.json"
@@ -81,35 +76,9 @@ def make_nochat_variant(src: Path, dest: Path) -> Path:
 
 
 def make_slow_variant(src: Path, dest: Path, times: int = 3) -> Path:
-    """Repeat the decoder layers ``times`` over; the copies' o_proj and down_proj are zero, so each copy
-    adds exactly 0 to the residual stream and the answers stay the baseline's."""
-    from safetensors.torch import load_file, save_file
-
-    link_copy(src, dest, skip=(_weights(src).name, "config.json"))
-    config = json.loads((src / "config.json").read_text(encoding="utf-8"))
-    n = config["num_hidden_layers"]
-    config["num_hidden_layers"] = n * times
-    if config.get("layer_types"):
-        config["layer_types"] = list(config["layer_types"]) * times
-    (dest / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
-
-    def repeat(t: dict) -> dict:
-        out = dict(t)
-        for name, tensor in t.items():
-            match = re.match(r"model\.layers\.(\d+)\.(.+)", name)
-            if not match:
-                continue
-            layer, rest = int(match[1]), match[2]
-            for k in range(1, times):
-                copy = tensor.clone()
-                if rest in ("self_attn.o_proj.weight", "mlp.down_proj.weight"):
-                    copy.zero_()
-                out[f"model.layers.{layer + k * n}.{rest}"] = copy
-        return out
-
-    weights = _weights(src)
-    save_file(repeat(load_file(str(weights))), str(dest / weights.name), metadata={"format": "pt"})
-    return dest
+    """The decoder layers ``times`` over, the copies adding exactly 0 (compress.local_models.degrade)."""
+    layers = json.loads((src / "config.json").read_text(encoding="utf-8"))["num_hidden_layers"]
+    return add_idle_layers(src, dest, extra=(times - 1) * layers)
 
 
 def write_small_quality_sets(tmp: Path) -> None:
