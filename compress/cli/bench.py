@@ -106,7 +106,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.set_defaults(run=run)
 
-    sub = parser.add_subparsers(dest="bench_mode", metavar="{overhead,separation}")
+    sub = parser.add_subparsers(dest="bench_mode", metavar="{overhead,separation,reruns}")
     sep = sub.add_parser(
         "separation",
         help="gate a matrix's good variants beside degraded copies of graded severity (fixed and held-out prompts)",
@@ -193,6 +193,32 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="extra arguments for the gate's pytest, one string; write --pytest-args='-x -v'",
     )
     ov.set_defaults(run=run_overhead)
+    re_ = sub.add_parser(
+        "reruns",
+        help="the speed verdict across fresh runs: the gate's speed cases N times, new engines each time",
+        description="Run `pytest tests/gate/test_release_gate.py -k test_speedup` over the same folder --runs "
+        "times (each a new process with new engines, as separate CI jobs would), and print how often each "
+        "variant passed and failed, the spread of its speedups and how many readings landed near the floor and "
+        "were confirmed by a second engine pair. A floor should pass a good variant every time and fail a "
+        "variant 1.3x slower end to end every time (degrade.add_idle_layers makes one with the same answers). "
+        "Run from the repository root, on a machine doing nothing else.",
+    )
+    re_.add_argument("--models-dir", dest="reruns_models_dir", required=True, metavar="DIR",
+                     help="folder with the baseline and the variants")  # fmt: skip
+    re_.add_argument("--baseline", dest="reruns_baseline", default=BASELINE, metavar="NAME",
+                     help=f"the gate's baseline variant (default: {BASELINE})")  # fmt: skip
+    re_.add_argument("--variants", dest="reruns_variants", required=True, metavar="A,B",
+                     help="the variants timed in every rerun, e.g. good,slow")  # fmt: skip
+    re_.add_argument("--runs", type=int, default=10, metavar="N", help="fresh gate runs (default: 10)")
+    re_.add_argument("--work", dest="reruns_work", required=True, metavar="DIR",
+                     help="where each rerun's report and log go (created)")  # fmt: skip
+    re_.add_argument("--speed-on-cpu", dest="reruns_speed_on_cpu", action="store_true",
+                     help="time without CUDA (--gate-speed-on-cpu): evidence about the verdict rule on this CPU "
+                     "only; timings on a shared CPU are noise")  # fmt: skip
+    re_.add_argument("--out", dest="reruns_out", default=None, metavar="JSON", help="also write the result here")
+    re_.add_argument("--pytest-args", dest="reruns_pytest_args", default="", metavar="ARGS",
+                     help="more arguments for each gate run, one string: --pytest-args='--gate-repeats 8'")  # fmt: skip
+    re_.set_defaults(run=run_reruns)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -258,6 +284,36 @@ def run_overhead(args: argparse.Namespace) -> int:
             handle.write(json.dumps(result, indent=2) + "\n")
         print(f"wrote {out}")
     return 0
+
+
+def run_reruns(args: argparse.Namespace) -> int:
+    import json
+    import shlex
+
+    from compress.bench.reruns import RerunSettings, markdown
+    from compress.bench.reruns import run_reruns as rerun
+    from compress.core.atomicio import atomic_file
+
+    out = check_writable_file(args.reruns_out) if args.reruns_out else None
+    models = Path(args.reruns_models_dir).expanduser().resolve()
+    if not models.is_dir():
+        raise CompressError(f"no models folder at {models}", "pass --models-dir with the baseline and variants in it")
+    settings = RerunSettings(
+        models_dir=models,
+        variants=tuple(split_list(args.reruns_variants)),
+        runs=args.runs,
+        baseline=args.reruns_baseline,
+        speed_on_cpu=args.reruns_speed_on_cpu,
+        pytest_args=tuple(shlex.split(args.reruns_pytest_args)),
+    )
+    result = rerun(settings, Path(args.reruns_work).expanduser().resolve())
+    print(markdown(result))
+    if out is not None:
+        with atomic_file(out) as handle:
+            handle.write(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {out}")
+    timed = all(s["other"] == 0 for s in result["summary"].values())
+    return 0 if timed else 1
 
 
 def run_separation(args: argparse.Namespace) -> int:
