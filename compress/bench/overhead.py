@@ -2,8 +2,9 @@
 
 Both run as fresh subprocesses from here, in one run, on the same variants. The bare script
 (:mod:`compress.bench.bare_gate`) makes the same ``LLM(...)`` per variant with the gate engine's settings
-(float32, or bfloat16 for 4-bit folders; seed 0; ``max_model_len`` min(1024, model's); eager on the CPU; the
-GPU share the gate gives) and the same generations, in the gate's mode (compress/gate/session.py):
+(bfloat16 on CUDA; on a CPU float32, or bfloat16 for 4-bit folders; seed 0; ``max_model_len`` min(1024,
+model's); eager on the CPU; the GPU share the gate gives) and the same generations, in the gate's mode
+(compress/gate/session.py):
 
 * ``plain`` when no speed case is selected (a CPU host, or ``--no-speed``): per variant, ``warmup + repeats``
   batches of the fixed prompts, then shutdown;
@@ -40,7 +41,7 @@ from compress.evaluation.timing import round_ratios, summarize
 from compress.folders.checks import check_model_folder
 from compress.folders.matrix import BASELINE, list_variants
 from compress.gate.child_env import child_env
-from compress.gate.session import SHARED_GPU_MEMORY, SPEED_ROUNDS, SPEED_WARMUP
+from compress.gate.session import SERVING_DTYPE, SHARED_GPU_MEMORY, SPEED_ROUNDS, SPEED_WARMUP
 
 TARGET_RATIO = 1.10
 QUALITY_CASES = ("test_fidelity", "test_task_accuracy")
@@ -133,9 +134,8 @@ def bare_spec(settings: OverheadSettings, plan: Plan) -> dict:
     for name in plan.names:
         path = settings.models_dir / name
         config = check_model_folder(path)
-        kwargs = llm_kwargs(
-            str(path), dtype=default_dtype(config, "vllm"), cuda=plan.cuda, gpu_memory_utilization=share
-        )
+        dtype = SERVING_DTYPE if plan.cuda else default_dtype(config, "vllm")  # the gate's session: one dtype on CUDA
+        kwargs = llm_kwargs(str(path), dtype=dtype, cuda=plan.cuda, gpu_memory_utilization=share)
         variants.append({"name": name, "llm_kwargs": kwargs})
     prompts = [p.text for p in load_prompts()]
     speed = SpeedWorkload.for_gate(prompts, sampling, settings.speed_batch)  # what the gate's rounds generate

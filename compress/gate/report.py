@@ -41,7 +41,7 @@ def write_gate_report(
     candidates = [runs[v] for v in cfg.variants if v in runs]
     settings = Settings(
         engine=cfg.engine,
-        dtype=cfg.dtype,
+        dtype=cfg.dtype or baseline.engine.get("dtype"),  # on CUDA the session's serving dtype
         warmup=warmup,
         repeats=repeats,
         tensor_parallel_size=cfg.tensor_parallel_size,
