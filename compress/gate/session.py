@@ -55,7 +55,9 @@ SPEED_ROUNDS = 8
 SPEED_WARMUP = 2
 SHARED_GPU_MEMORY = 0.28
 """Each resident engine's share of a GPU when speed is timed: up to three at once (the baseline at the gate's
-dtype, the baseline in bf16 for 4-bit variants, the variant); vLLM's default 0.9 fits one."""
+dtype, the baseline in bf16 for 4-bit variants, the variant); vLLM's default 0.9 fits one. A confirmation's
+fresh pair gets half each, beside the resident references (vLLM refuses to start an engine whose share is more
+than the GPU's free memory); the KV cache the gate's batch needs is a small part of either."""
 SERVING_DTYPE = "bfloat16"
 """The gate's dtype on CUDA when ``--gate-dtype`` is not given (module docstring)."""
 CONFIRM_MARGIN = 0.10
@@ -166,6 +168,8 @@ class GateSession:
         """The baseline and the variant loaded afresh (neither resident engine) and timed as the first time."""
         cfg = self.config
         kwargs = self._engine_kwargs(run.engine.get("dtype"), run.engine.get("engine"))
+        if cfg.gpu_memory_utilization is None and "gpu_memory_utilization" in kwargs:
+            kwargs["gpu_memory_utilization"] = SHARED_GPU_MEMORY / 2
         engines: list[Engine] = []
         try:
             with self.turns.shared():
@@ -174,6 +178,10 @@ class GateSession:
                     self._note_load(name, "ok", engines[-1].load_seconds, confirm=True)
             with self.turns.exclusive():
                 return interleaved_rounds(*engines, self.workload, rounds=self.repeats, warmup=self.warmup)
+        except Exception as exc:  # the speed case reports it in one line
+            message = " ".join(f"{type(exc).__name__}: {exc}".split())
+            raise RuntimeError(f"{variant}'s speed read near its floor and the fresh pair confirming it failed: "
+                               f"{message}") from exc  # fmt: skip
         finally:
             with self.turns.shared():
                 for engine in engines:

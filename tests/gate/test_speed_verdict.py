@@ -17,7 +17,7 @@ from compress.engines import SamplingConfig
 from compress.evaluation.speed import SpeedRounds
 from compress.gate.checks import GateFailure, check_speedup
 from compress.gate.options import resolve_gate
-from compress.gate.session import CONFIRM_MARGIN, SERVING_DTYPE, GateSession, near_floor
+from compress.gate.session import CONFIRM_MARGIN, SERVING_DTYPE, SHARED_GPU_MEMORY, GateSession, near_floor
 from compress.gate.thresholds import load_thresholds
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,6 +28,7 @@ class _StartBiasedEngine(FakeEngine):
     biases: ClassVar[dict[str, list[float]]] = {}
     """Per folder, the bias of each successive engine start (the last one repeats)."""
     starts: ClassVar[list[tuple[str, str]]] = []
+    opened: ClassVar[list[_StartBiasedEngine]] = []
 
     def __init__(self, model_dir: object, **kwargs: object) -> None:
         super().__init__(model_dir, **kwargs)
@@ -36,6 +37,7 @@ class _StartBiasedEngine(FakeEngine):
         queue = self.biases.get(self.folder, [1.0])
         self.bias = queue[min(seen, len(queue) - 1)]
         self.starts.append((self.folder, self.dtype))
+        self.opened.append(self)
 
     def seconds(self, prompts: list[str], sampling: SamplingConfig) -> float:
         return self.slowness[self.folder] * self.bias
@@ -48,7 +50,7 @@ def fake_gate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
     monkeypatch.setattr(run_module, "open_engine", _StartBiasedEngine)
     monkeypatch.setattr(session_module, "open_engine", _StartBiasedEngine)
-    _StartBiasedEngine.starts = []
+    _StartBiasedEngine.starts, _StartBiasedEngine.opened = [], []
 
     def make(slowness: dict[str, float], biases: dict[str, list[float]], *, cuda: bool = False, dtype=None):
         monkeypatch.setattr(session_module, "has_cuda", lambda: cuda)
@@ -79,6 +81,8 @@ def test_a_good_variant_whose_first_pair_read_low_passes_on_the_mean_of_two_fres
     assert check_speedup(variant="good", baseline="base", rounds=rounds, thresholds=_floor(tmp_path, "good", 0.85))
     confirm = [(x["variant"], x.get("role")) for x in gate.loads if x.get("role") == "confirm"]
     assert confirm == [("base", "confirm"), ("good", "confirm")]  # a fresh pair: the baseline too
+    shares = [e.kwargs.get("gpu_memory_utilization") for e in _StartBiasedEngine.opened]
+    assert shares == [SHARED_GPU_MEMORY] * 2 + [SHARED_GPU_MEMORY / 2] * 2  # the pair beside the resident baseline
     assert gate.speed("good", floor=0.85) is rounds  # measured once
     back = SpeedRounds.from_dict(rounds.to_dict())  # the runs file keeps both pairs
     assert back.speedup == pytest.approx(rounds.speedup) and back.confirmation is not None
@@ -123,4 +127,21 @@ def test_on_cuda_every_engine_runs_at_the_serving_dtype_unless_the_user_chose(fa
     gate = fake_gate({"base": 1.0, "good": 1.0}, {}, cuda=False)
     gate.speed("good")
     assert {dtype for _, dtype in _StartBiasedEngine.starts} == {"None"}  # the folder's default (float32)
+    gate.close()
+
+
+def test_a_confirmation_that_cannot_load_fails_the_speed_case_in_one_line(fake_gate, monkeypatch) -> None:
+    gate = fake_gate({"base": 1.0, "good": 1.0}, {"good": [1.14, 1.0]})
+    original = _StartBiasedEngine.__init__
+
+    def second_start_fails(self, model_dir, **kwargs):
+        if sum(1 for f, _ in _StartBiasedEngine.starts if f == "good") == 1 and str(model_dir).endswith("good"):
+            raise MemoryError("CUDA out of memory\n  (details)")
+        original(self, model_dir, **kwargs)
+
+    gate.run("good")
+    monkeypatch.setattr(_StartBiasedEngine, "__init__", second_start_fails)
+    with pytest.raises(RuntimeError, match=r"^good's speed read near its floor and the fresh pair confirming it "
+                       r"failed: MemoryError: CUDA out of memory \(details\)$"):  # fmt: skip
+        gate.speed("good", floor=0.85)
     gate.close()
