@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,17 +34,12 @@ class GpuTurns:
         self._fd: int | None = None
         self._depth = 0
         """Nesting of shared turns in this process (the lock is taken once)."""
-        self.waited_s = 0.0
-        """Seconds this process waited for exclusive turns (the summary can say what timing cost others)."""
 
     @contextlib.contextmanager
     def shared(self) -> Iterator[None]:
         """Engine work (start, answers, quality, close): any number of workers at once, never while one times."""
         if self._depth == 0:
-            with self._locked(self.turnstile_path, fcntl.LOCK_EX):
-                pass  # a waiting timer holds the turnstile: no new shared turn starts before it has timed
-            self._fd = _open(self.lock_path)
-            fcntl.flock(self._fd, fcntl.LOCK_SH)
+            self._take_shared()
         self._depth += 1
         try:
             yield
@@ -61,24 +55,22 @@ class GpuTurns:
         depth, self._depth = self._depth, 0
         if depth:
             self._release()
-        start = time.monotonic()
-        fd = None
         try:
-            with self._locked(self.turnstile_path, fcntl.LOCK_EX):
-                fd = _open(self.lock_path)
-                fcntl.flock(fd, fcntl.LOCK_EX)
-            self.waited_s += time.monotonic() - start
-            yield
+            with contextlib.ExitStack() as waiting:
+                waiting.enter_context(self._locked(self.turnstile_path, fcntl.LOCK_EX))  # new starts queue behind
+                with self._locked(self.lock_path, fcntl.LOCK_EX):
+                    waiting.close()  # the GPU is ours: starts may queue on the lock itself again
+                    yield
         finally:
-            if fd is not None:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-                os.close(fd)
             if depth:
-                with self._locked(self.turnstile_path, fcntl.LOCK_EX):
-                    pass
-                self._fd = _open(self.lock_path)
-                fcntl.flock(self._fd, fcntl.LOCK_SH)
+                self._take_shared()
                 self._depth = depth
+
+    def _take_shared(self) -> None:
+        with self._locked(self.turnstile_path, fcntl.LOCK_EX):
+            pass  # a waiting timer holds the turnstile: no new shared turn starts before it has timed
+        self._fd = _open(self.lock_path)
+        fcntl.flock(self._fd, fcntl.LOCK_SH)
 
     def _release(self) -> None:
         if self._fd is not None:
@@ -100,8 +92,6 @@ class GpuTurns:
 
 class NoTurns:
     """The GPU (or CPU) is this process's alone: turns cost nothing."""
-
-    waited_s = 0.0
 
     @contextlib.contextmanager
     def shared(self) -> Iterator[None]:
