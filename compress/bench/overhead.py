@@ -41,7 +41,7 @@ from compress.evaluation.timing import round_ratios, summarize
 from compress.folders.checks import check_model_folder
 from compress.folders.matrix import BASELINE, list_variants
 from compress.gate.child_env import child_env
-from compress.gate.session import SERVING_DTYPE, SHARED_GPU_MEMORY, SPEED_ROUNDS, SPEED_WARMUP
+from compress.gate.session import SHARED_GPU_MEMORY, SPEED_ROUNDS, SPEED_WARMUP, gate_dtype
 
 TARGET_RATIO = 1.10
 QUALITY_CASES = ("test_fidelity", "test_task_accuracy")
@@ -134,7 +134,7 @@ def bare_spec(settings: OverheadSettings, plan: Plan) -> dict:
     for name in plan.names:
         path = settings.models_dir / name
         config = check_model_folder(path)
-        dtype = SERVING_DTYPE if plan.cuda else default_dtype(config, "vllm")  # the gate's session: one dtype on CUDA
+        dtype = gate_dtype(None, cuda=plan.cuda) or default_dtype(config, "vllm")  # as the gate's session
         kwargs = llm_kwargs(str(path), dtype=dtype, cuda=plan.cuda, gpu_memory_utilization=share)
         variants.append({"name": name, "llm_kwargs": kwargs})
     prompts = [p.text for p in load_prompts()]

@@ -103,7 +103,7 @@ class GateSession:
         self.turns = turns or NoTurns()
         """Engine work in shared turns, speed rounds in exclusive ones (compress/gate/gpu_turns.py)."""
         cfg = self.config
-        self.dtype = cfg.dtype or (SERVING_DTYPE if has_cuda() else None)
+        self.dtype = gate_dtype(cfg.dtype, cuda=has_cuda())
         """The dtype every engine runs at; None: the folder's default (float32, or bf16 for 4-bit in vLLM)."""
         self.measure_speed = measure_speed
         self.quality = quality or QualityPlan(fidelity=False)
@@ -393,6 +393,12 @@ class GateSession:
             json.dumps([asdict(p) for p in self.prompts]),
         ]
         return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+
+
+def gate_dtype(requested: str | None, *, cuda: bool) -> str | None:
+    """The dtype the gate runs every engine at: the one asked for, else the serving dtype on CUDA, else None
+    (each folder's default: float32, or bf16 for 4-bit folders in vLLM)."""
+    return requested or (SERVING_DTYPE if cuda else None)
 
 
 def near_floor(speedup: float, floor: float, margin: float = CONFIRM_MARGIN) -> bool:
