@@ -4,7 +4,7 @@
 # made once (`wt`), so that goldens one run writes are there for the next (each call gets a fresh checkout).
 #   s10.sh piece DIR...                         copy carried .stage pieces where setup*.sh look for them
 #   s10.sh wt                                   /root/wt := this call's checkout (without .stage)
-#   s10.sh bg NAME GATE CACHE LIMIT [pytest args]   `levers.sh one` in the background from /root/wt
+#   s10.sh bg NAME GATE LABEL CACHE LIMIT [pytest args]   `levers.sh one` in the background from /root/wt
 #   s10.sh poll NAME SECS                       wait up to SECS for it, then bring /root/res/NAME back in $OUT
 # Staging, one `run` call each, back to back (~230 s of device time; the pieces are built here by
 # shared/gpu/fetch-vllm-wheels.sh, tools/h200/pack.sh, pack-tiny.sh and pack-carried.sh into .stage/):
@@ -17,31 +17,14 @@
 #   s10.sh poll r1 500
 set -u
 case $1 in
-piece)
-  shift
-  for d; do
-    case $d in
-      gpu19-t1) mkdir -p /root/stage-t && cp .stage/gpu19-t1/* /root/stage-t/ ;;
-      d[0-9]*) mkdir -p /root/stage-d && cp .stage/$d/* /root/stage-d/ ;;
-      *) mkdir -p /root/stage && cp .stage/$d/* /root/stage/ ;;
-    esac
-  done
-  echo "pieces in: $*; /root/stage $(du -sh /root/stage 2>/dev/null | cut -f1), stage-d $(du -sh /root/stage-d 2>/dev/null | cut -f1)"
+piece|poll)  # as in session 9
+  exec bash tools/h200/s9.sh "$@"
   ;;
 wt)
   rm -rf /root/wt && mkdir -p /root/wt && tar --exclude=./.stage -cf - . | tar -C /root/wt -xf -
   echo "wt: $(cd /root/wt && git log --oneline -1 2>/dev/null)"
   ;;
 bg)
-  name=$2; shift 2; mkdir -p /root/res/$name
-  cd /root/wt && OUT=/root/res/$name bash tools/h200/bg.sh start $name bash tools/h200/levers.sh one "$@"
-  ;;
-poll)
-  name=$2 secs=$3
-  timeout "$secs" bash /root/wt/tools/h200/bg.sh wait "$name"; rc=$?
-  [ $rc = 124 ] && { echo "$name still running"; tail -c 800 /root/res/$name/*.log; }
-  cp -r /root/res/$name "$OUT/" 2>/dev/null; cp /root/bg/$name.log "$OUT/$name/bg.log" 2>/dev/null
-  cat /root/res/$name/levers.txt 2>/dev/null
-  nvidia-smi --query-gpu=memory.used --format=csv,noheader
+  exec bash tools/h200/s9.sh bg "$2" wt "${@:3}"
   ;;
 esac

@@ -13,6 +13,7 @@ piece)
   for d; do
     case $d in
       gpu19-t1) mkdir -p /root/stage-t && cp .stage/gpu19-t1/* /root/stage-t/ ;;
+      d[0-9]*) mkdir -p /root/stage-d && cp .stage/$d/* /root/stage-d/ ;;  # setup-carried.sh reads them there
       gpu20-wt) rm -rf /root/wt && cp -a .stage/gpu20-wt /root/wt ;;
       gpu20-x) python3 -m pip install -q --no-index --no-deps --target /root/pyspy .stage/gpu20-x/*.whl ;;
       *) mkdir -p /root/stage && cp .stage/$d/* /root/stage/ ;;
