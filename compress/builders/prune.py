@@ -152,10 +152,17 @@ def prune_config(config: dict, drop: Iterable[int]) -> tuple[dict, dict[int, int
     dropped = set(check_drop(n, drop))
     kept = [i for i in range(n) if i not in dropped]
     mapping = {old: new for new, old in enumerate(kept)}
+    return config_with_layers(config, kept), mapping
+
+
+def config_with_layers(config: dict, sources: list[int]) -> dict:
+    """``config`` for a model whose layer ``i`` is the old layer ``sources[i]`` (kept, dropped or repeated):
+    every layer-count key present follows, and every per-layer list. Pure: no I/O."""
+    n = num_layers(config)
     new = copy.deepcopy(config)
     for key in COUNT_KEYS:
         if isinstance(new.get(key), int):
-            new[key] = len(kept)
+            new[key] = len(sources)
     for key in PER_LAYER_KEYS:
         values = new.get(key)
         if values is None:
@@ -166,8 +173,8 @@ def prune_config(config: dict, drop: Iterable[int]) -> tuple[dict, dict[int, int
                 f"for {n} layers",
                 "fix the base model's config.json",
             )
-        new[key] = [values[i] for i in kept]
-    return new, mapping
+        new[key] = [values[i] for i in sources]
+    return new
 
 
 def rename_key(key: str, layout: Layout, mapping: dict[int, int]) -> str | None:

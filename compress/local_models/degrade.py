@@ -210,25 +210,20 @@ def add_idle_layers(source: str | Path, dest: str | Path, *, extra: int) -> Path
     from safetensors import safe_open
     from safetensors.torch import save_file
 
-    from compress.builders.prune import COUNT_KEYS, PER_LAYER_KEYS, layout_for, num_layers
+    from compress.builders.prune import INDEX_FILE, config_with_layers, layout_for, num_layers
 
     source, dest = Path(source), Path(dest)
     if extra < 1:
         raise ValueError(f"extra must be at least 1 layer, got {extra}")
     config = json.loads((source / "config.json").read_text(encoding="utf-8"))
     n, layout = num_layers(config), layout_for(config)
-    for key in COUNT_KEYS:
-        if isinstance(config.get(key), int):
-            config[key] = n + extra
-    for key in PER_LAYER_KEYS:
-        if isinstance(config.get(key), list):
-            config[key] = list(config[key]) + [config[key][j % n] for j in range(extra)]
+    config = config_with_layers(config, [*range(n), *(j % n for j in range(extra))])  # layer n + j copies j % n
     shards = sorted(source.glob("*.safetensors"))
-    index_file = source / "model.safetensors.index.json"
+    index_file = source / INDEX_FILE
     index = json.loads(index_file.read_text(encoding="utf-8")) if index_file.is_file() else None
     record: dict[str, Any] = {"kind": "add_idle_layers", "params": {"extra": extra}, "layers_before": n,
                               "layers_after": n + extra}  # fmt: skip
-    skip = ("config.json", *(s.name for s in shards), *(("model.safetensors.index.json",) if index else ()))
+    skip = ("config.json", *(s.name for s in shards), *((INDEX_FILE,) if index else ()))
     with _new_folder(source, dest, record, skip=skip) as tmp:
         for shard in shards:
             with safe_open(str(shard), framework="pt") as handle:
@@ -239,9 +234,7 @@ def add_idle_layers(source: str | Path, dest: str | Path, *, extra: int) -> Path
                 if match is None:
                     continue
                 layer, rest = int(match.group(1)), match.group(2)
-                for j in range(extra):
-                    if j % n != layer:
-                        continue
+                for j in range(layer, extra, n):  # the appended layers n + j that copy this one (j % n == layer)
                     copy = tensor.clone()
                     if _OUTPUT_PROJECTION.search(rest):
                         copy.zero_()
